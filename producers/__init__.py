@@ -1,0 +1,1 @@
+"""Producers: where telemetry enters tmstream (dataset files, replay, live publishing, channel registry)."""

@@ -1,0 +1,66 @@
+"""The ``tmstream`` command: global flags, sub-commands, and one clear line for every user error."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from tmstream.cli import data, stack
+from tmstream.cli.context import err_console
+from tmstream.exceptions import TmstreamError
+
+app = typer.Typer(
+    name="tmstream",
+    help="Streaming predictive maintenance for spacecraft telemetry (Telemanom on Kafka).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(stack.app, name="stack")
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    environment: str | None = typer.Option(
+        None, "--environment", "-e", help="Config overlay: development, testing or production."
+    ),
+    state_dir: Path | None = typer.Option(None, help="Folder for the local stack's state."),
+    data_dir: Path | None = typer.Option(None, help="Telemanom data folder (train/, test/, labels)."),
+    log_level: str | None = typer.Option(None, help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    overrides = {
+        "environment": environment,
+        "state_dir": str(state_dir.resolve()) if state_dir else None,
+        "data_dir": str(data_dir.resolve()) if data_dir else None,
+        "log_level": log_level,
+    }
+    ctx.obj = {key: value for key, value in overrides.items() if value is not None}
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and a non-zero exit.
+
+    Usage errors are Typer's own (usage text, exit 2); everything else that escapes a command is
+    reduced to one line, with the traceback only at ``--log-level DEBUG``.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except TmstreamError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+        )
+        sys.exit(1)

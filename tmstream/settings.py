@@ -1,0 +1,235 @@
+"""Typed settings: YAML defaults (config/default.yaml), an environment overlay, TMSTREAM_* variables, CLI flags.
+
+Precedence, lowest first: default.yaml < config/<environment>.yaml < environment variables < CLI flags.
+Nested keys map to variables with one underscore after the section: ``kafka.bootstrap`` is
+``TMSTREAM_KAFKA_BOOTSTRAP``, ``model.l_s`` is ``TMSTREAM_MODEL_L_S``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tmstream.exceptions import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+Environment = Literal["development", "testing", "production"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class KafkaSettings(Section):
+    bootstrap: str | None = None
+    version: str = "3.9.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap: str = "512m"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    topic_partitions: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(604_800_000, ge=-1)
+    telemetry_topic_pattern: str = r"telemetry\..*"
+    anomalies_topic: str = "anomalies"
+    deadletter_topic: str = "telemetry.deadletter"
+
+    @field_validator("security_protocol", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class RedisSettings(Section):
+    url: str | None = None
+    port: int = Field(6379, ge=1, le=65535)
+    password: SecretStr | None = None
+    stream_maxlen: int = Field(100_000, ge=1)
+
+
+class PrometheusSettings(Section):
+    url: str | None = None
+    port: int = Field(9090, ge=1, le=65535)
+    scrape_interval: str = "5s"
+
+
+class MlflowSettings(Section):
+    tracking_uri: str | None = None
+
+
+class ModelSettings(Section):
+    """Telemanom's LSTM and training parameters (KDD 2018 defaults)."""
+
+    l_s: int = Field(250, ge=1)
+    n_predictions: int = Field(10, ge=1)
+    layers: list[int] = [80, 80]
+    dropout: float = Field(0.3, ge=0, lt=1)
+    loss: Literal["mse", "mae"] = "mse"
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(35, ge=1)
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0003, ge=0)
+    validation_split: float = Field(0.2, ge=0, lt=1)
+    cache_max_models: int = Field(128, ge=1)
+    cache_max_bytes: int = Field(268_435_456, ge=1)
+    refresh_seconds: float = Field(30, gt=0)
+
+
+class ThresholdSettings(Section):
+    """Telemanom's nonparametric dynamic thresholding parameters."""
+
+    batch_size: int = Field(70, ge=1)
+    window_size: int = Field(30, ge=1)
+    smoothing_perc: float = Field(0.05, gt=0, le=1)
+    error_buffer: int = Field(100, ge=0)
+    p: float = Field(0.13, ge=0, le=1)
+
+
+class WorkerSettings(Section):
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(6066, ge=1, le=65535)
+    max_batch: int = Field(1024, ge=1)
+    max_wait_ms: int = Field(50, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TMSTREAM_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    environment: Environment = "development"
+    state_dir: Path = Path(".stack")
+    data_dir: Path = Path("../shared/nasa")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    model: ModelSettings = ModelSettings()
+    threshold: ThresholdSettings = ThresholdSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("state_dir", "data_dir", mode="after")
+    @classmethod
+    def _resolve(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, file_secret_settings)
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("TMSTREAM_CONFIG_DIR", PROJECT_ROOT / "config"))
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, found {type(loaded).__name__}")
+    return loaded
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    return f"invalid setting {key}={first.get('input')!r}: {first['msg']}"
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from YAML, environment and explicit overrides (CLI flags).
+
+    Environment variables outrank YAML, so YAML is passed as defaults underneath them: values that
+    pydantic-settings reads from the environment replace the YAML ones key by key.
+    """
+    folder = config_dir()
+    default_file = folder / "default.yaml"
+    if not default_file.is_file():
+        raise ConfigError(f"config file {default_file} not found (set TMSTREAM_CONFIG_DIR)")
+    values = _read_yaml(default_file)
+    overrides = overrides or {}
+    environment = (
+        overrides.get("environment")
+        or os.environ.get("TMSTREAM_ENVIRONMENT")
+        or values.get("environment", "development")
+    )
+    allowed = Settings.model_fields["environment"].annotation.__args__  # type: ignore[union-attr]
+    if environment not in allowed:
+        raise ConfigError(f"invalid setting environment={environment!r}: allowed values are {allowed}")
+    overlay_file = folder / f"{environment}.yaml"
+    if overlay_file.is_file():
+        values = _deep_merge(values, _read_yaml(overlay_file))
+    values["environment"] = environment
+    try:
+        from_env = Settings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    env_values = _explicit_env_values(from_env)
+    merged = _deep_merge(_deep_merge(values, env_values), overrides)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _explicit_env_values(from_env: Settings) -> dict[str, Any]:
+    """The values set through TMSTREAM_* variables only, as a nested dict."""
+    explicit = {
+        name: (
+            value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+        )
+        for name in from_env.model_fields_set
+        for value in [getattr(from_env, name)]
+    }
+    return _secrets_revealed(explicit)
+
+
+def _secrets_revealed(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (
+            _secrets_revealed(value)
+            if isinstance(value, dict)
+            else value.get_secret_value()
+            if isinstance(value, SecretStr)
+            else value
+        )
+        for key, value in values.items()
+    }
