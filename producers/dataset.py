@@ -63,7 +63,9 @@ class TelemanomDataset:
                     classes = [c.strip() for c in row["class"].strip("[]").split(",")]
                     rows = int(row["num_values"])
                 except (ValueError, SyntaxError) as exc:
-                    raise DataError(f"labeled_anomalies.csv: bad row for channel {channel}: {exc}") from exc
+                    raise DataError(
+                        f"labeled_anomalies.csv: bad row for channel {channel}: {exc}"
+                    ) from exc
                 sequences = tuple(
                     LabelledSequence(channel, int(start), int(end), cls)
                     for (start, end), cls in zip(ranges, classes, strict=True)

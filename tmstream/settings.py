@@ -47,6 +47,28 @@ class KafkaSettings(Section):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @property
+    def external(self) -> bool:
+        return self.bootstrap is not None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap or f"127.0.0.1:{self.port}"
+
+    def client_options(self) -> dict[str, Any]:
+        """Security options in kafka-python's spelling, shared by producers, consumers and admin."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.sasl_mechanism or "SCRAM-SHA-512"
+            options["sasl_plain_username"] = self.username
+            options["sasl_plain_password"] = (
+                self.password.get_secret_value() if self.password else None
+            )
+        return options
+
 
 class RedisSettings(Section):
     url: str | None = None
@@ -54,11 +76,27 @@ class RedisSettings(Section):
     password: SecretStr | None = None
     stream_maxlen: int = Field(100_000, ge=1)
 
+    @property
+    def external(self) -> bool:
+        return self.url is not None
+
+    @property
+    def effective_url(self) -> str:
+        return self.url or f"redis://127.0.0.1:{self.port}/0"
+
 
 class PrometheusSettings(Section):
     url: str | None = None
     port: int = Field(9090, ge=1, le=65535)
     scrape_interval: str = "5s"
+
+    @property
+    def external(self) -> bool:
+        return self.url is not None
+
+    @property
+    def effective_url(self) -> str:
+        return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
 
 
 class MlflowSettings(Section):
@@ -193,7 +231,9 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     )
     allowed = Settings.model_fields["environment"].annotation.__args__  # type: ignore[union-attr]
     if environment not in allowed:
-        raise ConfigError(f"invalid setting environment={environment!r}: allowed values are {allowed}")
+        raise ConfigError(
+            f"invalid setting environment={environment!r}: allowed values are {allowed}"
+        )
     overlay_file = folder / f"{environment}.yaml"
     if overlay_file.is_file():
         values = _deep_merge(values, _read_yaml(overlay_file))
@@ -213,9 +253,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
 def _explicit_env_values(from_env: Settings) -> dict[str, Any]:
     """The values set through TMSTREAM_* variables only, as a nested dict."""
     explicit = {
-        name: (
-            value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
-        )
+        name: (value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value)
         for name in from_env.model_fields_set
         for value in [getattr(from_env, name)]
     }

@@ -30,7 +30,9 @@ def global_options(
         None, "--environment", "-e", help="Config overlay: development, testing or production."
     ),
     state_dir: Path | None = typer.Option(None, help="Folder for the local stack's state."),
-    data_dir: Path | None = typer.Option(None, help="Telemanom data folder (train/, test/, labels)."),
+    data_dir: Path | None = typer.Option(
+        None, help="Telemanom data folder (train/, test/, labels)."
+    ),
     log_level: str | None = typer.Option(None, help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     overrides = {
@@ -48,7 +50,9 @@ def main() -> None:
     Usage errors are Typer's own (usage text, exit 2); everything else that escapes a command is
     reduced to one line, with the traceback only at ``--log-level DEBUG``.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         app()
     except TmstreamError as exc:
@@ -61,6 +65,8 @@ def main() -> None:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         err_console.print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)

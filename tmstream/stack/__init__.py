@@ -1,0 +1,95 @@
+"""The local stack: Apache Kafka (KRaft), Redis and Prometheus as processes under ``state_dir``.
+
+Services whose endpoint is configured externally (``TMSTREAM_KAFKA_BOOTSTRAP``,
+``TMSTREAM_REDIS_URL``, ``TMSTREAM_PROMETHEUS_URL``) are only health-checked, never started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from tmstream.exceptions import StackError
+from tmstream.settings import Settings
+from tmstream.stack.kafka import KafkaService
+from tmstream.stack.process import ServiceProcess
+from tmstream.stack.prometheus import PrometheusService
+from tmstream.stack.redis import RedisService
+
+READY_TIMEOUT_S = {"kafka": 90.0, "redis": 15.0, "prometheus": 30.0}
+
+
+class Service(Protocol):
+    name: str
+    process: ServiceProcess
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def managed(self) -> bool: ...
+
+    def healthy(self) -> bool: ...
+
+    def preflight(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def wait_ready(self, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One line of ``tmstream stack status --json``: ``name``, ``address``, ``healthy`` (+ how it runs)."""
+
+    name: str
+    address: str
+    healthy: bool
+    managed: bool
+    pid: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.services: list[Service] = [
+            KafkaService(settings),
+            RedisService(settings),
+            PrometheusService(settings),
+        ]
+
+    def status(self) -> list[ServiceStatus]:
+        return [
+            ServiceStatus(s.name, s.address, s.healthy(), s.managed, s.process.pid())
+            for s in self.services
+        ]
+
+    def up(self) -> list[ServiceStatus]:
+        """Start what is not running yet and wait until every service answers (idempotent)."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            if service.healthy():
+                continue
+            if not service.managed:
+                raise StackError(
+                    f"{service.name}: external endpoint {service.address} does not answer"
+                )
+            if service.process.running():
+                service.process.stop()
+            service.preflight()
+            service.start()
+            if not service.wait_ready(READY_TIMEOUT_S[service.name]):
+                tail = service.process.log_tail()
+                service.process.stop()
+                raise StackError(
+                    f"{service.name} did not become healthy at {service.address}; "
+                    f"log {service.process.log_file}: {tail.splitlines()[-1] if tail else 'empty'}"
+                )
+        return self.status()
+
+    def down(self) -> list[str]:
+        """Stop only the processes ``up`` started (pid files under state_dir); returns their names."""
+        return [s.name for s in reversed(self.services) if s.managed and s.process.stop()]

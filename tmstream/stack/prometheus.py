@@ -1,0 +1,112 @@
+"""Prometheus (Debian's ``prometheus``) scraping tmstream's metrics endpoints.
+
+Workers and producers announce their ``/metrics`` address by writing a file-discovery target
+(``<state_dir>/prometheus/targets/<name>.json``); Prometheus picks new files up without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tmstream.exceptions import StackError
+from tmstream.settings import PROJECT_ROOT, Settings
+from tmstream.stack.process import ServiceProcess, port_is_free, wait_until
+
+RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
+
+
+def targets_dir(settings: Settings) -> Path:
+    return settings.state_dir / "prometheus" / "targets"
+
+
+def register_scrape_target(settings: Settings, job: str, instance: str, address: str) -> Path:
+    """Announce a metrics endpoint to the local Prometheus (file-based service discovery)."""
+    folder = targets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{job}-{instance}.json"
+    staging = target.with_suffix(".tmp")
+    staging.write_text(
+        json.dumps([{"targets": [address], "labels": {"job": job, "instance": instance}}])
+    )
+    os.replace(staging, target)
+    return target
+
+
+def unregister_scrape_target(target: Path) -> None:
+    target.unlink(missing_ok=True)
+
+
+def scrape_config(settings: Settings) -> dict[str, object]:
+    interval = settings.prometheus.scrape_interval
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(RULES_DIR / "*.yml")],
+        "scrape_configs": [
+            {
+                "job_name": "tmstream",
+                "file_sd_configs": [
+                    {"files": [str(targets_dir(settings) / "*.json")], "refresh_interval": "2s"}
+                ],
+            }
+        ],
+    }
+
+
+class PrometheusService:
+    name = "prometheus"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = ServiceProcess("prometheus", settings.state_dir / "prometheus")
+
+    @property
+    def address(self) -> str:
+        return self.settings.prometheus.effective_url
+
+    @property
+    def managed(self) -> bool:
+        return not self.settings.prometheus.external
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.address}/-/ready", timeout=3) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def preflight(self) -> None:
+        if not shutil.which("prometheus"):
+            raise StackError("prometheus is not installed (apt-get install -y prometheus)")
+        if not port_is_free(self.settings.prometheus.port):
+            raise StackError(
+                f"prometheus: port {self.settings.prometheus.port} is already in use by another "
+                "process (set TMSTREAM_PROMETHEUS_PORT or stop it)"
+            )
+
+    def start(self) -> None:
+        folder = self.process.folder
+        targets_dir(self.settings).mkdir(parents=True, exist_ok=True)
+        config = folder / "prometheus.yml"
+        config.write_text(yaml.safe_dump(scrape_config(self.settings), sort_keys=False))
+        self.process.start(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.settings.prometheus.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=7d",
+            ]
+        )
+
+    def wait_ready(self, timeout: float) -> bool:
+        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (
+            self.healthy()
+        )
