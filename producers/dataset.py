@@ -63,9 +63,7 @@ class TelemanomDataset:
                     classes = [c.strip() for c in row["class"].strip("[]").split(",")]
                     rows = int(row["num_values"])
                 except (ValueError, SyntaxError) as exc:
-                    raise DataError(
-                        f"labeled_anomalies.csv: bad row for channel {channel}: {exc}"
-                    ) from exc
+                    raise DataError(f"labeled_anomalies.csv: bad row for channel {channel}: {exc}") from exc
                 sequences = tuple(
                     LabelledSequence(channel, int(start), int(end), cls)
                     for (start, end), cls in zip(ranges, classes, strict=True)
@@ -73,16 +71,12 @@ class TelemanomDataset:
                 found[channel] = ChannelInfo(channel, row["spacecraft"], rows, sequences)
         return found
 
-    def select(
-        self, spacecraft: str | None = None, channels: list[str] | None = None
-    ) -> list[ChannelInfo]:
+    def select(self, spacecraft: str | None = None, channels: list[str] | None = None) -> list[ChannelInfo]:
         """Channels filtered by spacecraft and/or an explicit list (unknown names are an error)."""
         if channels:
             unknown = [c for c in channels if c not in self.channels]
             if unknown:
-                raise DataError(
-                    f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(self.channels)}"
-                )
+                raise DataError(f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(self.channels)}")
             chosen = [self.channels[c] for c in channels]
         else:
             chosen = list(self.channels.values())

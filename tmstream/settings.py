@@ -1,4 +1,4 @@
-"""Typed settings: YAML defaults (config/default.yaml), an environment overlay, TMSTREAM_* variables, CLI flags.
+"""Typed settings: YAML defaults, an environment overlay, TMSTREAM_* variables, CLI flags.
 
 Precedence, lowest first: default.yaml < config/<environment>.yaml < environment variables < CLI flags.
 Nested keys map to variables with one underscore after the section: ``kafka.bootstrap`` is
@@ -64,9 +64,7 @@ class KafkaSettings(Section):
         if self.security_protocol.startswith("SASL"):
             options["sasl_mechanism"] = self.sasl_mechanism or "SCRAM-SHA-512"
             options["sasl_plain_username"] = self.username
-            options["sasl_plain_password"] = (
-                self.password.get_secret_value() if self.password else None
-            )
+            options["sasl_plain_password"] = self.password.get_secret_value() if self.password else None
         return options
 
 
@@ -231,9 +229,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     )
     allowed = Settings.model_fields["environment"].annotation.__args__  # type: ignore[union-attr]
     if environment not in allowed:
-        raise ConfigError(
-            f"invalid setting environment={environment!r}: allowed values are {allowed}"
-        )
+        raise ConfigError(f"invalid setting environment={environment!r}: allowed values are {allowed}")
     overlay_file = folder / f"{environment}.yaml"
     if overlay_file.is_file():
         values = _deep_merge(values, _read_yaml(overlay_file))

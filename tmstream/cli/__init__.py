@@ -30,9 +30,7 @@ def global_options(
         None, "--environment", "-e", help="Config overlay: development, testing or production."
     ),
     state_dir: Path | None = typer.Option(None, help="Folder for the local stack's state."),
-    data_dir: Path | None = typer.Option(
-        None, help="Telemanom data folder (train/, test/, labels)."
-    ),
+    data_dir: Path | None = typer.Option(None, help="Telemanom data folder (train/, test/, labels)."),
     log_level: str | None = typer.Option(None, help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     overrides = {
@@ -50,9 +48,7 @@ def main() -> None:
     Usage errors are Typer's own (usage text, exit 2); everything else that escapes a command is
     reduced to one line, with the traceback only at ``--log-level DEBUG``.
     """
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app()
     except TmstreamError as exc:

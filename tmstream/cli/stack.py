@@ -55,9 +55,7 @@ def down(ctx: typer.Context) -> None:
 
 
 @app.command()
-def status(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)
-) -> None:
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Each service, its address and health; exits 1 if one is down."""
     statuses = LocalStack(settings_from(ctx)).status()
     _print(statuses, as_json)

@@ -63,8 +63,7 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         return [
-            ServiceStatus(s.name, s.address, s.healthy(), s.managed, s.process.pid())
-            for s in self.services
+            ServiceStatus(s.name, s.address, s.healthy(), s.managed, s.process.pid()) for s in self.services
         ]
 
     def up(self) -> list[ServiceStatus]:
@@ -74,9 +73,7 @@ class LocalStack:
             if service.healthy():
                 continue
             if not service.managed:
-                raise StackError(
-                    f"{service.name}: external endpoint {service.address} does not answer"
-                )
+                raise StackError(f"{service.name}: external endpoint {service.address} does not answer")
             if service.process.running():
                 service.process.stop()
             service.preflight()

@@ -92,9 +92,7 @@ def _resolve_from_apache(version: str, libs: Path) -> Path:
     actual = hashlib.sha512(archive.read_bytes()).hexdigest()
     if actual != published:
         archive.unlink()
-        raise StackError(
-            f"{url}: SHA-512 mismatch (got {actual[:16]}…, published {published[:16]}…)"
-        )
+        raise StackError(f"{url}: SHA-512 mismatch (got {actual[:16]}…, published {published[:16]}…)")
     with tarfile.open(archive) as tar:
         tar.extractall(libs.parent, filter="data")
     (libs.parent / f"kafka_2.13-{version}" / "libs").rename(libs)
@@ -199,9 +197,7 @@ class KafkaService:
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if formatted.returncode != 0:
-                raise StackError(
-                    f"kafka: formatting storage failed: {formatted.stderr.strip()[-300:]}"
-                )
+                raise StackError(f"kafka: formatting storage failed: {formatted.stderr.strip()[-300:]}")
         log4j = folder / "log4j.properties"
         log4j.write_text(LOG4J)
         log4j2 = folder / "log4j2.properties"

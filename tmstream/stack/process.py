@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -117,9 +118,7 @@ def _start_time(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     if fields[0] == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return None
     return fields[19]

@@ -32,9 +32,7 @@ def register_scrape_target(settings: Settings, job: str, instance: str, address:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{job}-{instance}.json"
     staging = target.with_suffix(".tmp")
-    staging.write_text(
-        json.dumps([{"targets": [address], "labels": {"job": job, "instance": instance}}])
-    )
+    staging.write_text(json.dumps([{"targets": [address], "labels": {"job": job, "instance": instance}}]))
     os.replace(staging, target)
     return target
 
@@ -107,6 +105,4 @@ class PrometheusService:
         )
 
     def wait_ready(self, timeout: float) -> bool:
-        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (
-            self.healthy()
-        )
+        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (self.healthy())

@@ -71,6 +71,4 @@ class RedisService:
         self.process.start(command)
 
     def wait_ready(self, timeout: float) -> bool:
-        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (
-            self.healthy()
-        )
+        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (self.healthy())
