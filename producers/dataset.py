@@ -18,6 +18,7 @@ import numpy as np
 from tmstream.exceptions import DataError
 
 Split = Literal["train", "test"]
+WIDTH_TO_SPACECRAFT = {25: "SMAP", 55: "MSL"}
 Spacecraft = Literal["SMAP", "MSL"]
 
 
@@ -52,23 +53,44 @@ class TelemanomDataset:
             )
 
     @cached_property
-    def channels(self) -> dict[str, ChannelInfo]:
-        """Channels in label-file order (the order Telemanom's run processed them)."""
-        found: dict[str, ChannelInfo] = {}
+    def label_rows(self) -> list[ChannelInfo]:
+        """The label file's rows in order: the streams Telemanom evaluated.
+
+        The published file lists P-2 twice (with different ranges) and the 2018 run scored both
+        rows, which is how it counts 82 streams, 105 sequences and 496,444 evaluated values.
+        """
+        rows: list[ChannelInfo] = []
         with (self.root / "labeled_anomalies.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
                 channel = row["chan_id"]
                 try:
                     ranges = ast.literal_eval(row["anomaly_sequences"])
                     classes = [c.strip() for c in row["class"].strip("[]").split(",")]
-                    rows = int(row["num_values"])
-                except (ValueError, SyntaxError) as exc:
+                    test_rows = int(row["num_values"])
+                    sequences = tuple(
+                        LabelledSequence(channel, int(start), int(end), cls)
+                        for (start, end), cls in zip(ranges, classes, strict=True)
+                    )
+                except (ValueError, SyntaxError, TypeError) as exc:
                     raise DataError(f"labeled_anomalies.csv: bad row for channel {channel}: {exc}") from exc
-                sequences = tuple(
-                    LabelledSequence(channel, int(start), int(end), cls)
-                    for (start, end), cls in zip(ranges, classes, strict=True)
-                )
-                found[channel] = ChannelInfo(channel, row["spacecraft"], rows, sequences)
+                rows.append(ChannelInfo(channel, row["spacecraft"], test_rows, sequences))
+        return rows
+
+    @cached_property
+    def channels(self) -> dict[str, ChannelInfo]:
+        """Distinct channels: the first label row of each, then test files without labels.
+
+        An unlabelled channel (T-10 in the NASA set) is still telemetry to replay and score; its
+        spacecraft is inferred from the feature width (SMAP 25, MSL 55).
+        """
+        found: dict[str, ChannelInfo] = {}
+        for info in self.label_rows:
+            found.setdefault(info.channel, info)
+        for path in sorted((self.root / "test").glob("*.npy")):
+            if path.stem not in found:
+                shape = np.load(path, mmap_mode="r").shape
+                spacecraft = WIDTH_TO_SPACECRAFT.get(shape[1], "UNKNOWN") if len(shape) == 2 else "UNKNOWN"
+                found[path.stem] = ChannelInfo(path.stem, spacecraft, shape[0], ())
         return found
 
     def select(self, spacecraft: str | None = None, channels: list[str] | None = None) -> list[ChannelInfo]:
@@ -82,7 +104,8 @@ class TelemanomDataset:
             chosen = list(self.channels.values())
         if spacecraft:
             if spacecraft.upper() not in {c.spacecraft for c in self.channels.values()}:
-                raise DataError(f"unknown spacecraft {spacecraft!r}; expected SMAP or MSL")
+                known = sorted({c.spacecraft for c in self.channels.values()})
+                raise DataError(f"unknown spacecraft {spacecraft!r}; known: {', '.join(known)}")
             chosen = [c for c in chosen if c.spacecraft == spacecraft.upper()]
         return chosen
 
