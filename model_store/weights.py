@@ -1,0 +1,272 @@
+"""LSTM weights as plain float32 arrays, read from Keras 2 HDF5 files or ``.npz`` without TensorFlow.
+
+The worker loads these into the NumPy engine; keeping them framework-free keeps it small (no TF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from model_store.exceptions import WeightsError
+
+RecurrentActivation = Literal["hard_sigmoid_keras2", "sigmoid"]
+RECURRENT_ACTIVATIONS: tuple[RecurrentActivation, ...] = ("hard_sigmoid_keras2", "sigmoid")
+_KERAS2_ACTIVATIONS: dict[str, RecurrentActivation] = {
+    "hard_sigmoid": "hard_sigmoid_keras2",
+    "sigmoid": "sigmoid",
+}
+
+
+@dataclass(frozen=True)
+class LstmLayer:
+    """One LSTM layer, Keras gate order i, f, c, o along the last axis."""
+
+    kernel: np.ndarray  # (inputs, 4H)
+    recurrent_kernel: np.ndarray  # (H, 4H)
+    bias: np.ndarray  # (4H,)
+
+    @property
+    def units(self) -> int:
+        return int(self.recurrent_kernel.shape[0])
+
+
+@dataclass(frozen=True)
+class LstmWeights:
+    """A Telemanom model: stacked LSTMs, then a linear Dense whose output[0] is the prediction."""
+
+    channel: str
+    layers: tuple[LstmLayer, ...]
+    dense_kernel: np.ndarray  # (H_last, n_predictions)
+    dense_bias: np.ndarray  # (n_predictions,)
+    recurrent_activation: RecurrentActivation
+    l_s: int = 250
+    source: str = "reference"
+    version: str = "file"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.recurrent_activation not in RECURRENT_ACTIVATIONS:
+            raise WeightsError(
+                f"channel {self.channel}: unknown recurrent activation {self.recurrent_activation!r}"
+            )
+        if not self.layers:
+            raise WeightsError(f"channel {self.channel}: a model needs at least one LSTM layer")
+        width = self.layers[0].kernel.shape[0]
+        for number, layer in enumerate(self.layers, start=1):
+            units = layer.units
+            expected = {
+                "kernel": (width, 4 * units),
+                "recurrent_kernel": (units, 4 * units),
+                "bias": (4 * units,),
+            }
+            for name, shape in expected.items():
+                if getattr(layer, name).shape != shape:
+                    raise WeightsError(
+                        f"channel {self.channel}: LSTM layer {number} {name} has shape "
+                        f"{getattr(layer, name).shape}, expected {shape}"
+                    )
+            width = units
+        if self.dense_kernel.ndim != 2 or self.dense_kernel.shape[0] != width:
+            raise WeightsError(
+                f"channel {self.channel}: dense kernel shape {self.dense_kernel.shape} does not "
+                f"follow an LSTM of {width} units"
+            )
+        if self.dense_bias.shape != (self.dense_kernel.shape[1],):
+            raise WeightsError(
+                f"channel {self.channel}: dense bias shape {self.dense_bias.shape}, expected "
+                f"({self.dense_kernel.shape[1]},)"
+            )
+
+    @property
+    def n_features(self) -> int:
+        return int(self.layers[0].kernel.shape[0])
+
+    @property
+    def n_predictions(self) -> int:
+        return int(self.dense_kernel.shape[1])
+
+    @property
+    def units(self) -> list[int]:
+        return [layer.units for layer in self.layers]
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.dense_kernel, self.dense_bias]
+        for layer in self.layers:
+            arrays += [layer.kernel, layer.recurrent_kernel, layer.bias]
+        return sum(a.nbytes for a in arrays)
+
+    def metadata(self) -> dict[str, Any]:
+        """The small JSON stored next to the arrays: what the engine needs besides numbers."""
+        return {
+            "channel": self.channel,
+            "recurrent_activation": self.recurrent_activation,
+            "features": self.n_features,
+            "units": self.units,
+            "n_predictions": self.n_predictions,
+            "l_s": self.l_s,
+            "source": self.source,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        named = {"dense_kernel": self.dense_kernel, "dense_bias": self.dense_bias}
+        for number, layer in enumerate(self.layers):
+            named[f"lstm{number}_kernel"] = layer.kernel
+            named[f"lstm{number}_recurrent_kernel"] = layer.recurrent_kernel
+            named[f"lstm{number}_bias"] = layer.bias
+        return named
+
+    def content_hash(self) -> str:
+        """sha256 over the arrays and the activation: equal models hash equal across files."""
+        digest = hashlib.sha256(self.recurrent_activation.encode())
+        for name, array in sorted(self.arrays().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def with_version(self, version: str, source: str | None = None) -> LstmWeights:
+        return LstmWeights(
+            self.channel,
+            self.layers,
+            self.dense_kernel,
+            self.dense_bias,
+            self.recurrent_activation,
+            self.l_s,
+            source or self.source,
+            version,
+            self.extra,
+        )
+
+
+def _float32(array: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+
+
+def save_npz(weights: LstmWeights, path: Path) -> None:
+    """Write arrays and metadata to one ``.npz`` (metadata as a JSON string entry)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, metadata=np.array(json.dumps(weights.metadata())), **weights.arrays())
+    Path(path).write_bytes(buffer.getvalue())
+
+
+def load_npz(path: Path, channel: str | None = None, version: str = "file") -> LstmWeights:
+    """Read what :func:`save_npz` wrote; a damaged file is a :class:`WeightsError`."""
+    path = Path(path)
+    label = channel or path.stem
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["metadata"]))
+            layers = tuple(
+                LstmLayer(
+                    _float32(data[f"lstm{n}_kernel"]),
+                    _float32(data[f"lstm{n}_recurrent_kernel"]),
+                    _float32(data[f"lstm{n}_bias"]),
+                )
+                for n in range(len(meta["units"]))
+            )
+            return LstmWeights(
+                channel or meta["channel"],
+                layers,
+                _float32(data["dense_kernel"]),
+                _float32(data["dense_bias"]),
+                meta["recurrent_activation"],
+                int(meta["l_s"]),
+                meta.get("source", "trained"),
+                version,
+            )
+    except WeightsError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"channel {label}: cannot read weights file {path}: {exc}") from exc
+
+
+def _layer_arrays(group: h5py.Group, layer: str, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A layer's arrays by role: by name suffix (``.../kernel:0``), else in Keras' stored order."""
+    if layer not in group:
+        raise KeyError(f"no weights group for layer {layer!r}")
+    found: list[h5py.Dataset] = []
+    group[layer].visititems(
+        lambda _name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None
+    )
+    stored = [_text(n) for n in group[layer].attrs.get("weight_names", [])]
+    if stored:
+        found = [group[layer][n] for n in stored]
+    by_suffix = {d.name.rsplit("/", 1)[-1].split(":")[0]: d for d in found}
+    if set(roles) <= set(by_suffix):
+        return {role: _float32(by_suffix[role][()]) for role in roles}
+    if len(found) != len(roles):
+        raise KeyError(f"layer {layer!r} holds {len(found)} weight arrays, expected {len(roles)}")
+    return {role: _float32(d[()]) for role, d in zip(roles, found, strict=True)}
+
+
+def read_keras2_h5(path: Path, channel: str | None = None, expected_features: int | None = None) -> LstmWeights:
+    """Weights of a 2018 Telemanom model (Keras 2.1.5 HDF5).
+
+    Layers are taken in the order of the stored model config, by class (LSTM, Dense), because
+    their names (``lstm_1``, ``lstm_43``...) depend on what else that Keras session had built.
+    """
+    path = Path(path)
+    label = channel or path.stem
+    try:
+        with h5py.File(path, "r") as handle:
+            config = json.loads(_text(handle.attrs["model_config"]))
+            weights_group = handle["model_weights"] if "model_weights" in handle else handle
+            layer_configs = config["config"]
+            if isinstance(layer_configs, dict):
+                layer_configs = layer_configs["layers"]
+            lstm_layers: list[LstmLayer] = []
+            activations: set[str] = set()
+            dense: dict[str, np.ndarray] | None = None
+            for layer in layer_configs:
+                kind, cfg = layer["class_name"], layer["config"]
+                if kind == "LSTM":
+                    if dense is not None:
+                        raise KeyError("an LSTM layer follows the Dense layer")
+                    arrays = _layer_arrays(
+                        weights_group, cfg["name"], ("kernel", "recurrent_kernel", "bias")
+                    )
+                    lstm_layers.append(LstmLayer(**arrays))
+                    activations.add(cfg.get("recurrent_activation", "hard_sigmoid"))
+                    if cfg.get("activation", "tanh") != "tanh":
+                        raise KeyError(f"LSTM activation {cfg['activation']!r} is not tanh")
+                elif kind == "Dense":
+                    if cfg.get("activation", "linear") != "linear":
+                        raise KeyError(f"Dense activation {cfg['activation']!r} is not linear")
+                    dense = _layer_arrays(weights_group, cfg["name"], ("kernel", "bias"))
+                elif kind == "Activation" and cfg.get("activation") != "linear":
+                    raise KeyError(f"final activation {cfg.get('activation')!r} is not linear")
+            if not lstm_layers or dense is None:
+                raise KeyError("the model config has no LSTM or no Dense layer")
+            if len(activations) != 1 or next(iter(activations)) not in _KERAS2_ACTIVATIONS:
+                raise KeyError(f"unsupported recurrent activation(s) {sorted(activations)}")
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"channel {label}: cannot read Keras model file {path}: {exc}") from exc
+    weights = LstmWeights(
+        label,
+        tuple(lstm_layers),
+        dense["kernel"],
+        dense["bias"],
+        _KERAS2_ACTIVATIONS[next(iter(activations))],
+        source="reference",
+        version="file",
+    )
+    if expected_features is not None and weights.n_features != expected_features:
+        raise WeightsError(
+            f"channel {label}: model file {path} expects {weights.n_features} input features, "
+            f"the channel's data has {expected_features}"
+        )
+    return weights
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
