@@ -1,23 +1,20 @@
-"""The evaluated streams: one per row of ``labeled_anomalies.csv``, as Telemanom's run counted them.
+"""The evaluated streams: the label file's rows, as Telemanom's 2018 run counted them.
 
-The label file lists P-2 twice (two labellings of the same channel); the 2018 run scored both rows,
-which is how the paper reaches 82 streams and 105 sequences. ``TelemanomDataset.channels`` keys by
-channel and keeps one P-2 row, so the rows are read here.
+The label file lists P-2 twice (two labellings of the same channel) and the 2018 run scored both
+rows: 82 streams, 105 sequences. A channel without a label row (T-10) is evaluated only when named
+explicitly, as a stream with no labelled sequence (every detection is a false positive).
 """
 
 from __future__ import annotations
 
-import ast
-import csv
 from dataclasses import dataclass
 
-from producers.dataset import ChannelInfo, LabelledSequence, TelemanomDataset
-from tmstream.exceptions import DataError
+from producers.dataset import ChannelInfo, TelemanomDataset
 
 
 @dataclass(frozen=True)
 class LabelledStream:
-    """One label-file row: its position (1-based, as in the 2018 log) and the channel's labels."""
+    """One evaluated stream: its label-file row (1-based, as in the 2018 log; 0 if none) and labels."""
 
     row: int
     info: ChannelInfo
@@ -35,22 +32,12 @@ def labelled_streams(
     dataset: TelemanomDataset, spacecraft: str | None = None, channels: list[str] | None = None
 ) -> list[LabelledStream]:
     """Label-file rows in file order, filtered like ``TelemanomDataset.select``."""
-    wanted = {info.channel for info in dataset.select(spacecraft, channels)}
-    streams = []
-    with (dataset.root / "labeled_anomalies.csv").open(newline="") as handle:
-        for row_number, row in enumerate(csv.DictReader(handle), start=1):
-            channel = row["chan_id"]
-            if channel not in wanted:
-                continue
-            try:
-                ranges = ast.literal_eval(row["anomaly_sequences"])
-                classes = [c.strip() for c in row["class"].strip("[]").split(",")]
-                sequences = tuple(
-                    LabelledSequence(channel, int(start), int(end), anomaly_class)
-                    for (start, end), anomaly_class in zip(ranges, classes, strict=True)
-                )
-                info = ChannelInfo(channel, row["spacecraft"], int(row["num_values"]), sequences)
-            except (ValueError, SyntaxError) as exc:
-                raise DataError(f"labeled_anomalies.csv: bad row for channel {channel}: {exc}") from exc
-            streams.append(LabelledStream(row_number, info))
+    selected = {info.channel: info for info in dataset.select(spacecraft, channels)}
+    streams = [
+        LabelledStream(number, info)
+        for number, info in enumerate(dataset.label_rows, start=1)
+        if info.channel in selected
+    ]
+    labelled = {info.channel for info in dataset.label_rows}
+    streams += [LabelledStream(0, selected[channel]) for channel in channels or [] if channel not in labelled]
     return streams
