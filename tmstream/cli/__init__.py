@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import data, stack
+from tmstream.cli import data, evaluate, stack
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(data.app, name="data")
+app.command("evaluate")(evaluate.evaluate)
 
 
 @app.callback()
