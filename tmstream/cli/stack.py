@@ -7,6 +7,7 @@ from rich.table import Table
 
 from tmstream.cli.context import console, emit_json, settings_from
 from tmstream.stack import LocalStack, ServiceStatus
+from tmstream.stack.kafka import resolve_jars
 
 app = typer.Typer(
     no_args_is_help=True, help="Start, check and stop the local stack (Kafka, Redis, Prometheus)."
@@ -50,8 +51,22 @@ def up(
 @app.command()
 def down(ctx: typer.Context) -> None:
     """Stop the services that `stack up` started (nothing else)."""
-    stopped = LocalStack(settings_from(ctx)).down()
+    settings = settings_from(ctx)
+    stopped = LocalStack(settings).down()
+    if (settings.state_dir / "docker.json").exists():
+        from tmstream.stack.docker import DockerStack
+
+        stopped.append(f"{DockerStack(settings).down()} container(s)")
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
+
+
+@app.command()
+def install(ctx: typer.Context) -> None:
+    """Resolve the Kafka broker's jars into the user cache (done by `up` too; for offline use later)."""
+    settings = settings_from(ctx)
+    with console.status(f"resolving Apache Kafka {settings.kafka.version} from Maven Central…"):
+        libs = resolve_jars(settings.kafka.version)
+    console.print(f"Apache Kafka {settings.kafka.version}: {libs}")
 
 
 @app.command()

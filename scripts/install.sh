@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything tmstream needs on a fresh Debian machine: system packages, a venv, the package, Kafka's jars.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || packages+=(maven)
+command -v redis-server >/dev/null || packages+=(redis-server)
+command -v prometheus >/dev/null || packages+=(prometheus)
+command -v promtool >/dev/null || packages+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || packages+=(prometheus-alertmanager)
+command -v kcat >/dev/null || packages+=(kcat)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "installing system packages: ${packages[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  # Debian starts packaged services where an init system exists; tmstream runs its own.
+  for svc in redis-server prometheus prometheus-alertmanager; do
+    $sudo_cmd service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.tmstream-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[train,dev]"
+  touch "$stamp"
+fi
+.venv/bin/tmstream stack install

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: install (idempotent), lint, type-check, then the suite against the real local stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/pytest -x -m "not slow" "$@"

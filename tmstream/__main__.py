@@ -1,0 +1,5 @@
+"""``python -m tmstream``: the same entry point as the console script."""
+
+from tmstream.cli import main
+
+main()
