@@ -15,8 +15,9 @@ returns ``Detection`` events. Only past errors are used:
 * ``finish()`` (end of a replay) evaluates the errors after the last full batch. With fewer errors
   than one window it runs the batch's single whole-channel window exactly; otherwise it looks only
   at the new errors, where the batch re-evaluates a longer last window;
-* scores are per window: max |e_s - epsilon| / (window mean + sd) over the sequence's errors, with
-  the epsilon actually used. The batch's 2018 score needs the whole channel (mean, sd, last z).
+* scores are per window: how far the sequence's highest error goes past the epsilon actually used,
+  (e_s - epsilon) / (window mean + sd), at least 0. The batch's 2018 score needs the whole channel
+  (mean, sd, last z) and takes |e_s - z|, which buffer errors far below the threshold can inflate.
 
 An anomaly is ``open`` while later windows can still extend it, ``updated`` when one did, and
 ``closed`` once the windows have passed it (or at ``finish``); one that opens and closes in the same
@@ -44,7 +45,8 @@ class Detection:
     """One anomaly event, in test-row indices (inclusive).
 
     status: ``open`` (can still grow), ``updated`` (grew or scored higher), ``closed`` (final).
-    score: the highest per-window score of its errors; threshold: the epsilon behind that score.
+    score: the highest excess over the threshold, in window (mean + sd) units; threshold: the
+        epsilon behind that score (in the direction's units: inverse errors for ``low``).
     max_error: highest smoothed error in the sequence; direction: ``high`` (errors above the
         threshold), ``low`` (the inverse, errors far below their mean) or ``both``.
     """
@@ -196,7 +198,7 @@ class ChannelThresholdState:
                     continue
                 point = AnomalyInProgress(index, index, directions=[direction])
                 if position < len(e_s):
-                    point.score = float(abs(values[position] - flagged.epsilon) / scale)
+                    point.score = max(0.0, float((values[position] - flagged.epsilon) / scale))
                     point.threshold = flagged.epsilon
                     point.max_error = float(e_s[position])
                 if index in fresh:

@@ -13,7 +13,7 @@ from stream_workers.thresholding.window import _prune, buffered, consecutive_run
 
 def loop_buffered(anomalous: list[bool], error_buffer: int, low: int, high: int) -> list[int]:
     """The 2018 loop: every offset 0..error_buffer-1 either side, kept inside [low, high]."""
-    found = set()
+    found: set[int] = set()
     for x, is_anomalous in enumerate(anomalous):
         if is_anomalous:
             for b in range(error_buffer):
