@@ -1,0 +1,133 @@
+"""The telemetry message on the wire: one point of one channel, compact UTF-8 JSON.
+
+``TelemetryMessage`` is the contract between producers and stream workers; ``encode_point`` is the
+replay hot path and produces byte-for-byte what ``TelemetryMessage.to_bytes`` does, without
+building a model per point. ``schemas/telemetry.v1.json`` is generated from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from producers.exceptions import MessageError
+
+SCHEMA_ID = "tmstream.telemetry.v1"
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "telemetry.v1.json"
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class TelemetryMessage(BaseModel):
+    """One telemetry point: the value first, then the command one-hots, as in the Telemanom arrays."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        title="TelemetryMessage",
+        json_schema_extra=lambda schema: _publish_schema(schema),
+    )
+
+    schema_: Literal["tmstream.telemetry.v1"] = Field(
+        SCHEMA_ID, alias="schema", description="Message format identifier."
+    )
+    channel: str = Field(min_length=1, description="Channel id, also the Kafka key (e.g. P-1).")
+    spacecraft: str = Field(min_length=1, description="Spacecraft of the channel (SMAP, MSL, ...).")
+    index: int = Field(ge=0, description="Row index in the source series (test split rows for NASA).")
+    event_time_ms: int = Field(description="Event time, epoch milliseconds (wall clock at send time).")
+    values: list[FiniteFloat] = Field(
+        min_length=1, description="Telemetry value, then the command one-hot flags; finite floats."
+    )
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(by_alias=True))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, expected_width: int | None = None) -> TelemetryMessage:
+        """Parse and validate; every failure is a ``MessageError`` whose reason routes it."""
+        payload = _decode_json(data)
+        if not isinstance(payload, dict) or payload.get("schema") != SCHEMA_ID:
+            found = payload.get("schema") if isinstance(payload, dict) else type(payload).__name__
+            raise MessageError("wrong_schema", f"expected schema {SCHEMA_ID!r}, found {found!r}")
+        try:
+            message = cls.model_validate(payload)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            reason = "nan_or_inf" if any(e["type"] == "finite_number" for e in errors) else "invalid_fields"
+            raise MessageError(reason, _first_error(errors)) from exc
+        if expected_width is not None and len(message.values) != expected_width:
+            raise MessageError(
+                "wrong_width", f"{message.channel} index {message.index}: "
+                f"{len(message.values)} values, expected {expected_width}",
+            )
+        return message
+
+
+def telemetry_json_schema() -> dict[str, Any]:
+    """The JSON Schema published at ``schemas/telemetry.v1.json``."""
+    return TelemetryMessage.model_json_schema(by_alias=True)
+
+
+def write_schema_file(path: Path = SCHEMA_FILE) -> None:
+    """Regenerate the published schema file from the model."""
+    path.write_text(json.dumps(telemetry_json_schema(), indent=2) + "\n")
+
+
+def _publish_schema(schema: dict[str, Any]) -> None:
+    """On the wire ``schema`` is required (the model defaults it only for convenience in Python)."""
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"urn:{SCHEMA_ID}"
+    schema["required"] = ["schema", *[name for name in schema["required"] if name != "schema"]]
+
+
+def encode_point(prefix: bytes, index: int, event_time_ms: int, values: Sequence[float]) -> bytes:
+    """The bytes of one message from a channel's ``message_prefix`` (no validation: the hot path)."""
+    return b"%s%d,\"event_time_ms\":%d,\"values\":%s}" % (prefix, index, event_time_ms, orjson.dumps(values))
+
+
+def message_prefix(channel: str, spacecraft: str) -> bytes:
+    """The constant head of every message of a channel, up to the index value."""
+    head = orjson.dumps({"schema": SCHEMA_ID, "channel": channel, "spacecraft": spacecraft, "index": 0})
+    return head[: -len(b"0}")]
+
+
+def non_finite_detail(values: Sequence[float]) -> str | None:
+    """Why a row may not be sent (the first NaN/inf), or None when every value is finite."""
+    for position, value in enumerate(values):
+        if not math.isfinite(value):
+            return f"value {position} is {value}"
+    return None
+
+
+class _NonFiniteConstant(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFiniteConstant(name)
+
+
+def _decode_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses NaN/Infinity literals; the standard parser tells them apart from garbage.
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except _NonFiniteConstant as exc:
+        raise MessageError("nan_or_inf", f"JSON literal {exc} is not a finite number") from None
+    except (ValueError, TypeError) as exc:
+        raise MessageError("malformed_json", str(exc)) from None
+
+
+def _first_error(errors: list[Any]) -> str:
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    return f"{where}: {first['msg']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
