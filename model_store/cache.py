@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -44,29 +44,28 @@ class CacheMetrics:
     @classmethod
     def on(cls, registry: CollectorRegistry) -> CacheMetrics:
         """The metric set of one Prometheus registry (created once, shared by every cache)."""
+        common: dict[str, Any] = {"namespace": "tmstream", "registry": registry}
         with _METRICS_LOCK:
             if id(registry) not in _METRICS:
                 _METRICS[id(registry)] = cls(
-                    hits=Counter("model_cache_hits", "Model cache hits.", namespace="tmstream", registry=registry),
-                    misses=Counter("model_cache_misses", "Model cache misses.", namespace="tmstream", registry=registry),
-                    loads=Counter("model_cache_loads", "Models loaded from the registry.", namespace="tmstream", registry=registry),
-                    evictions=Counter("model_cache_evictions", "Models evicted (LRU).", namespace="tmstream", registry=registry),
+                    hits=Counter("model_cache_hits", "Model cache hits.", **common),
+                    misses=Counter("model_cache_misses", "Model cache misses.", **common),
+                    loads=Counter("model_cache_loads", "Models loaded from the registry.", **common),
+                    evictions=Counter("model_cache_evictions", "Models evicted (LRU).", **common),
                     load_failures=Counter(
                         "model_cache_load_failures",
                         "Model loads that failed, by channel.",
                         ["channel"],
-                        namespace="tmstream",
-                        registry=registry,
+                        **common,
                     ),
                     load_seconds=Histogram(
                         "model_load_seconds",
                         "Time to resolve and load one model.",
-                        namespace="tmstream",
-                        registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                        **common,
                     ),
-                    models=Gauge("model_cache_models", "Models held in the cache.", namespace="tmstream", registry=registry),
-                    bytes=Gauge("model_cache_bytes", "Bytes of weights held in the cache.", namespace="tmstream", registry=registry),
+                    models=Gauge("model_cache_models", "Models held in the cache.", **common),
+                    bytes=Gauge("model_cache_bytes", "Bytes of weights in the cache.", **common),
                 )
             return _METRICS[id(registry)]
 
@@ -172,9 +171,7 @@ class ModelCache:
             self._entries[channel] = entry
             self._entries.move_to_end(channel)
             total = sum(e.nbytes for e in self._entries.values())
-            while len(self._entries) > 1 and (
-                len(self._entries) > self.max_models or total > self.max_bytes
-            ):
+            while len(self._entries) > 1 and (len(self._entries) > self.max_models or total > self.max_bytes):
                 _, evicted = self._entries.popitem(last=False)
                 total -= evicted.nbytes
                 self.metrics.evictions.inc()

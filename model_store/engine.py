@@ -11,6 +11,7 @@ Batches are split across threads with BLAS pinned to one thread each: for GEMMs 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ _CELL_SIGNATURE = types.void(
 
 
 @njit(inline="always", fastmath=False, error_model="numpy")
-def _tanh(x: float) -> float:
+def _tanh(x: np.float32) -> np.float32:
     """Eigen's float tanh (what TF's CPU kernels use): rational 13/6, ≤3.3e-7 absolute error."""
     limit = np.float32(7.90531110763549805)
     x = x if x < limit else limit
@@ -49,7 +50,7 @@ def _tanh(x: float) -> float:
 
 
 @njit(inline="always", fastmath=False, error_model="numpy")
-def _gate(x: float, hard: bool) -> float:
+def _gate(x: np.float32, hard: bool) -> np.float32:
     """Keras 2 ``hard_sigmoid`` (clip(0.2x + 0.5, 0, 1)) or the logistic sigmoid via tanh."""
     if hard:
         y = np.float32(0.2) * x + np.float32(0.5)
@@ -81,9 +82,7 @@ def _cell(
             zb[j] += ab[j]
         cb = c[b]
         for j in range(units):
-            cell = _gate(zb[units + j], hard) * cb[j] + _gate(zb[j], hard) * _tanh(
-                zb[2 * units + j]
-            )
+            cell = _gate(zb[units + j], hard) * cb[j] + _gate(zb[j], hard) * _tanh(zb[2 * units + j])
             cb[j] = cell
             h[j] = _gate(zb[3 * units + j], hard) * _tanh(cell)
         sb = state[b]
@@ -245,7 +244,7 @@ class InferenceEngine:
         pieces = max(self.threads, -(-count // self.batch_size))
         pieces = -(-pieces // self.threads) * self.threads
         edges = np.linspace(0, count, min(pieces, count) + 1).astype(int)
-        spans = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        spans = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
         if self._pool is None or len(spans) == 1:
             parts = [chunk(a, b) for a, b in spans]
         else:
@@ -260,6 +259,4 @@ def _require_finite(weights: LstmWeights, array: np.ndarray) -> None:
             f"input dtype {array.dtype} is not numeric"
         )
     if not np.isfinite(array).all():
-        raise InputError(
-            f"channel {weights.channel} model version {weights.version}: input holds NaN or inf"
-        )
+        raise InputError(f"channel {weights.channel} model version {weights.version}: input holds NaN or inf")

@@ -33,9 +33,7 @@ def build_model(
     stack: list[Any] = [keras.Input(shape=(None, n_features))]
     for number, units in enumerate(settings.layers):
         last = number == len(settings.layers) - 1
-        stack.append(
-            keras.layers.LSTM(units, return_sequences=not last, recurrent_activation=activation)
-        )
+        stack.append(keras.layers.LSTM(units, return_sequences=not last, recurrent_activation=activation))
         stack.append(keras.layers.Dropout(settings.dropout))
     stack.append(keras.layers.Dense(settings.n_predictions))
     stack.append(keras.layers.Activation("linear"))
@@ -44,9 +42,7 @@ def build_model(
     return model
 
 
-def to_lstm_weights(
-    model: Any, channel: str, l_s: int, source: str = "trained"
-) -> LstmWeights:
+def to_lstm_weights(model: Any, channel: str, l_s: int, source: str = "trained") -> LstmWeights:
     """The engine's view of a built Keras model (LSTM and Dense layers in model order)."""
     import keras
 
@@ -77,9 +73,7 @@ def _activation_name(function: Any, channel: str) -> RecurrentActivation:
 
 def from_lstm_weights(weights: LstmWeights, settings: ModelSettings) -> Any:
     """A Keras model holding the given weights (to compare with Keras ``predict``)."""
-    layout = settings.model_copy(
-        update={"layers": weights.units, "n_predictions": weights.n_predictions}
-    )
+    layout = settings.model_copy(update={"layers": weights.units, "n_predictions": weights.n_predictions})
     model = build_model(layout, weights.n_features, weights.recurrent_activation)
     lstm = [layer for layer in model.layers if layer.__class__.__name__ == "LSTM"]
     for layer, values in zip(lstm, weights.layers, strict=True):

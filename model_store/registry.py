@@ -306,9 +306,7 @@ class ModelRegistry:
             weights = read_keras2_h5(path, channel=channel)
             digest = weights.content_hash()
             existing = self.versions(channel)
-            match = next(
-                (v for v in existing if v.tags.get("content_sha256") == digest), None
-            )
+            match = next((v for v in existing if v.tags.get("content_sha256") == digest), None)
             created = match is None
             if match is None:
                 match = self.register_weights(

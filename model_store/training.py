@@ -17,6 +17,7 @@ from tmstream.settings import ModelSettings, Settings
 
 EpochCallback = Callable[[str, int, int, dict[str, float]], None]
 SHUFFLE_SEED = 0
+_CACHE_SETTINGS = {"cache_max_models", "cache_max_bytes", "refresh_seconds"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def train_channel(
     registry.ensure_registered_model(channel)
     epochs = model_settings.epochs
 
-    class _Track(keras.callbacks.Callback):  # type: ignore[misc]
+    class _Track(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             values = {k: float(v) for k, v in (logs or {}).items()}
             mlflow.log_metrics(values, step=epoch)
@@ -100,7 +101,9 @@ def train_channel(
                 "train_rows": len(train),
                 "windows": len(windows.inputs),
                 "data_sha256": windows.sha256,
-                **model_settings.model_dump(exclude={"cache_max_models", "cache_max_bytes", "refresh_seconds"}),
+                **model_settings.model_dump(
+                    exclude={"cache_max_models", "cache_max_bytes", "refresh_seconds"}
+                ),
             }
         )
         mlflow.set_tag("data_sha256", windows.sha256)

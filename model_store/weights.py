@@ -153,7 +153,8 @@ def _float32(array: Any) -> np.ndarray:
 def save_npz(weights: LstmWeights, path: Path) -> None:
     """Write arrays and metadata to one ``.npz`` (metadata as a JSON string entry)."""
     buffer = io.BytesIO()
-    np.savez(buffer, metadata=np.array(json.dumps(weights.metadata())), **weights.arrays())
+    entries = {"metadata": np.array(json.dumps(weights.metadata())), **weights.arrays()}
+    np.savez(buffer, **entries)  # type: ignore[arg-type]
     Path(path).write_bytes(buffer.getvalue())
 
 
@@ -193,9 +194,7 @@ def _layer_arrays(group: h5py.Group, layer: str, roles: tuple[str, ...]) -> dict
     if layer not in group:
         raise KeyError(f"no weights group for layer {layer!r}")
     found: list[h5py.Dataset] = []
-    group[layer].visititems(
-        lambda _name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None
-    )
+    group[layer].visititems(lambda _name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
     stored = [_text(n) for n in group[layer].attrs.get("weight_names", [])]
     if stored:
         found = [group[layer][n] for n in stored]
@@ -207,7 +206,9 @@ def _layer_arrays(group: h5py.Group, layer: str, roles: tuple[str, ...]) -> dict
     return {role: _float32(d[()]) for role, d in zip(roles, found, strict=True)}
 
 
-def read_keras2_h5(path: Path, channel: str | None = None, expected_features: int | None = None) -> LstmWeights:
+def read_keras2_h5(
+    path: Path, channel: str | None = None, expected_features: int | None = None
+) -> LstmWeights:
     """Weights of a 2018 Telemanom model (Keras 2.1.5 HDF5).
 
     Layers are taken in the order of the stored model config, by class (LSTM, Dense), because
@@ -218,7 +219,7 @@ def read_keras2_h5(path: Path, channel: str | None = None, expected_features: in
     try:
         with h5py.File(path, "r") as handle:
             config = json.loads(_text(handle.attrs["model_config"]))
-            weights_group = handle["model_weights"] if "model_weights" in handle else handle
+            weights_group = handle.get("model_weights", handle)
             layer_configs = config["config"]
             if isinstance(layer_configs, dict):
                 layer_configs = layer_configs["layers"]
@@ -230,9 +231,7 @@ def read_keras2_h5(path: Path, channel: str | None = None, expected_features: in
                 if kind == "LSTM":
                     if dense is not None:
                         raise KeyError("an LSTM layer follows the Dense layer")
-                    arrays = _layer_arrays(
-                        weights_group, cfg["name"], ("kernel", "recurrent_kernel", "bias")
-                    )
+                    arrays = _layer_arrays(weights_group, cfg["name"], ("kernel", "recurrent_kernel", "bias"))
                     lstm_layers.append(LstmLayer(**arrays))
                     activations.add(cfg.get("recurrent_activation", "hard_sigmoid"))
                     if cfg.get("activation", "tanh") != "tanh":
