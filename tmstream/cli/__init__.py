@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import data, evaluate, stack
+from tmstream.cli import bench, data, evaluate, models, stack
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -22,6 +22,10 @@ app = typer.Typer(
 app.add_typer(stack.app, name="stack")
 app.add_typer(data.app, name="data")
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(models.app, name="models")
+app.command("train")(models.train)
+app.command("predict")(models.predict)
+app.add_typer(bench.app, name="bench")
 
 
 @app.callback()
