@@ -1,0 +1,151 @@
+"""Idempotent topic creation: per-channel telemetry topics plus ``anomalies`` and the dead-letter topic.
+
+The local broker runs with ``auto.create.topics.enable=false`` so a typo never silently creates a
+topic; everything tmstream writes to is created here with the configured partitions, replication
+factor and retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from producers.exceptions import BrokerUnavailableError, ProducerError
+from producers.registry import ChannelRegistry
+from tmstream.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ConnectPolicy:
+    """Bounded retries while no broker answers: ``attempts`` tries, backoff doubling from ``backoff_s``."""
+
+    attempts: int = 3
+    bootstrap_timeout_ms: int = 2000
+    backoff_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    topic: str
+    status: Literal["created", "exists"]
+
+
+def connect_with_retries(settings: Settings, build: Callable[[int], T], policy: ConnectPolicy, what: str) -> T:
+    """``build(bootstrap_timeout_ms)`` until a broker answers, else ``BrokerUnavailableError``."""
+    started = time.monotonic()
+    delay = policy.backoff_s
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return build(policy.bootstrap_timeout_ms)
+        except KafkaError as exc:
+            last = exc
+            log.warning(
+                "%s: no Kafka broker at %s (attempt %d/%d): %s",
+                what, settings.kafka.bootstrap_servers, attempt, policy.attempts, exc,
+            )  # fmt: skip
+            if attempt < policy.attempts:
+                time.sleep(delay)
+                delay *= 2
+    raise BrokerUnavailableError(
+        f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({what}): {policy.attempts} attempts "
+        f"in {time.monotonic() - started:.1f} s, last: {type(last).__name__}; is the stack up "
+        "(tmstream stack up) or TMSTREAM_KAFKA_BOOTSTRAP right?"
+    )
+
+
+@contextmanager
+def admin_client(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> Iterator[KafkaAdminClient]:
+    client = connect_with_retries(
+        settings,
+        lambda timeout_ms: KafkaAdminClient(
+            **settings.kafka.client_options(), client_id="tmstream-admin", bootstrap_timeout_ms=timeout_ms
+        ),
+        policy,
+        "admin",
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def required_topics(settings: Settings, registry: ChannelRegistry) -> list[str]:
+    """Every topic tmstream needs: one per registered channel, anomalies, dead letters."""
+    names = [spec.topic for spec in registry.channels()]
+    return list(dict.fromkeys([*names, settings.kafka.anomalies_topic, settings.kafka.deadletter_topic]))
+
+
+def ensure_topics(
+    settings: Settings, topics: Iterable[str], policy: ConnectPolicy = ConnectPolicy()
+) -> list[TopicResult]:
+    """Create the missing topics; existing ones are left as they are (idempotent)."""
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return []
+    kafka = settings.kafka
+    options = {
+        "num_partitions": kafka.topic_partitions,
+        "replication_factor": kafka.replication_factor,
+        "configs": {"retention.ms": str(kafka.retention_ms)},
+    }
+    with admin_client(settings, policy) as admin:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            try:
+                response = admin.create_topics(
+                    {name: options for name in missing}, raise_errors=False, wait_for_metadata=False
+                )
+            except KafkaError as exc:
+                raise ProducerError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
+            _raise_first_failure(response)
+            admin.wait_for_topics(missing, timeout_ms=30_000)
+    return [TopicResult(name, "created" if name in missing else "exists") for name in wanted]
+
+
+def describe_topics(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> list[dict[str, Any]]:
+    """Name, partition count and retention of every non-internal topic, sorted by name."""
+    with admin_client(settings, policy) as admin:
+        topics = [t for t in admin.describe_topics() if not t.get("is_internal")]
+        names = sorted(t["name"] for t in topics)
+        retention = _retention_ms(admin, names)
+    by_name = {t["name"]: t for t in topics}
+    return [
+        {
+            "topic": name,
+            "partitions": len(by_name[name]["partitions"]),
+            "replication_factor": max((len(p["replica_nodes"]) for p in by_name[name]["partitions"]), default=0),
+            "retention_ms": retention.get(name),
+        }
+        for name in names
+    ]
+
+
+def _retention_ms(admin: KafkaAdminClient, names: list[str]) -> dict[str, int | None]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, ["retention.ms"]) for name in names]
+    described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    return {
+        name: int(value) if (value := configs.get("retention.ms", {}).get("value")) is not None else None
+        for name, configs in described.items()
+    }
+
+
+def _raise_first_failure(response: dict[str, Any]) -> None:
+    for topic in response.get("topics", []):
+        code = topic.get("error_code", 0)
+        if code and code != TopicAlreadyExistsError.errno:
+            raise ProducerError(
+                f"cannot create topic {topic.get('name')}: error {code} {topic.get('error_message') or ''}".strip()
+            )
