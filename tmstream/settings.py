@@ -38,9 +38,10 @@ class KafkaSettings(Section):
     topic_partitions: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(604_800_000, ge=-1)
-    telemetry_topic_pattern: str = r"telemetry\..*"
+    telemetry_topic_pattern: str = r"telemetry\.[a-z0-9_]+\..+"
     anomalies_topic: str = "anomalies"
     deadletter_topic: str = "telemetry.deadletter"
+    state_topic: str = "tmstream.worker-state"
 
     @field_validator("security_protocol", mode="before")
     @classmethod
@@ -131,10 +132,16 @@ class ThresholdSettings(Section):
 
 
 class WorkerSettings(Section):
+    """The Faust scoring worker: web endpoints, micro-batching, state snapshots, idle close."""
+
+    group: str = "tmstream-worker"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(6066, ge=1, le=65535)
     max_batch: int = Field(1024, ge=1)
     max_wait_ms: int = Field(50, ge=0)
+    snapshot_every: int = Field(350, ge=1)
+    idle_close_s: float = Field(20, gt=0)
+    topic_refresh_s: float = Field(5, gt=0)
 
 
 class Settings(BaseSettings):

@@ -96,6 +96,7 @@ class ChannelThresholdState:
     params: thresholding parameters.
     warmup: errors the first full window may not flag (None: 2*l_s).
     backfill_warmup: replace the first l_s smoothed errors as the batch does (see ``smooth_errors``).
+    epsilon: the high-side threshold of the last evaluated window (for dashboards), None before it.
     """
 
     channel: str
@@ -113,6 +114,7 @@ class ChannelThresholdState:
     frontier: int = 0
     in_progress: list[AnomalyInProgress] = field(default_factory=list)
     finished: bool = False
+    epsilon: float | None = None
 
     def __post_init__(self) -> None:
         if self.ewma is None:
@@ -183,7 +185,9 @@ class ChannelThresholdState:
         behind = np.arange(len(e_s)) + start - self.params.batch_size
         flagged_before = np.isin(behind, np.asarray(self.flagged, dtype=np.int64))
         context = WindowContext(window=window, ignore_before=ignore, flagged_before=flagged_before)
-        return evaluate_window(e_s, targets, context, self.params)
+        result = evaluate_window(e_s, targets, context, self.params)
+        self.epsilon = float(result.high.epsilon)
+        return result
 
     def _advance(self, result: WindowResult, start: int, end: int) -> list[Detection]:
         """Merge a window's flags into the anomalies in progress and report what changed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import bench, data, evaluate, models, stack
+from tmstream.cli import bench, data, evaluate, models, stack, worker
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -26,6 +26,9 @@ app.add_typer(models.app, name="models")
 app.command("train")(models.train)
 app.command("predict")(models.predict)
 app.add_typer(bench.app, name="bench")
+app.command("worker")(worker.worker)
+app.add_typer(worker.alerts_app, name="alerts")
+app.add_typer(worker.anomalies_app, name="anomalies")
 
 
 @app.callback()

@@ -1,0 +1,230 @@
+"""The worker's deterministic core: accept telemetry, score windows, detect anomalies.
+
+No Kafka here: the Faust agent hands in raw records and takes back dead letters and anomaly
+events, so the same code is tested directly against the 2018 predictions and labels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from model_store.exceptions import ModelNotFound, ModelStoreError
+from model_store.weights import LstmWeights
+from producers.exceptions import MessageError
+from producers.messages import TelemetryMessage
+from producers.registry import ChannelSpec
+from stream_workers.channel_stream import ChannelStream, ScoringWork
+from stream_workers.events import AnomalyEvent
+from stream_workers.metrics import WorkerMetrics
+from stream_workers.thresholding.parameters import ThresholdParameters
+from stream_workers.thresholding.streaming import Detection
+
+
+class ModelLookup(Protocol):
+    def get(self, channel: str) -> LstmWeights: ...
+
+
+class Predictor(Protocol):
+    def predict_series(self, weights: LstmWeights, rows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where a raw record came from; the dead-letter topic keeps all of it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    record: RecordRef
+
+
+class StreamScorer:
+    """Per-channel streams, fed record by record and scored in micro-batches."""
+
+    def __init__(
+        self,
+        params: ThresholdParameters,
+        models: ModelLookup,
+        engine: Predictor,
+        channel_spec: Callable[[str], ChannelSpec | None],
+        metrics: WorkerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.params = params
+        self.models = models
+        self.engine = engine
+        self.channel_spec = channel_spec
+        self.metrics = metrics
+        self.clock = clock
+        self.streams: dict[str, ChannelStream] = {}
+        self.latest: dict[str, dict[str, float | int | str]] = {}
+        self.last_seen: dict[str, float] = {}
+        self.counted: set[str] = set()
+
+    def accept(self, record: RecordRef) -> DeadLetter | None:
+        """Validate one record and add its row to its channel; a bad record becomes a dead letter."""
+        try:
+            message = TelemetryMessage.from_bytes(record.value)
+        except MessageError as exc:
+            return DeadLetter(exc.reason, str(exc), record)
+        channel = message.channel
+        if record.key is not None and record.key.decode(errors="replace") != channel:
+            return DeadLetter("key_mismatch", f"key {record.key!r} but channel {channel!r}", record)
+        spec = self.channel_spec(channel)
+        if spec is None:
+            return DeadLetter("unknown_channel", f"channel {channel!r} is not in the registry", record)
+        if len(message.values) != spec.features:
+            detail = f"channel {channel}: {len(message.values)} values, expected {spec.features}"
+            return DeadLetter("wrong_width", detail, record)
+        if not all(math.isfinite(v) for v in message.values):
+            return DeadLetter("nan_or_inf", f"channel {channel} index {message.index}", record)
+        stream = self.streams.get(channel)
+        if stream is None:
+            stream = self.streams[channel] = ChannelStream(
+                channel, message.spacecraft, spec.features, self.params
+            )
+        labels = (stream.spacecraft, channel)
+        if record.offset <= stream.last_offset:
+            self.metrics.redelivered.labels(*labels).inc()
+            return None
+        if stream.next_index is not None and message.index < stream.next_index:
+            reason = "duplicate_index" if message.index == stream.next_index - 1 else "out_of_order_index"
+            detail = f"channel {channel}: index {message.index}, expected {stream.next_index}"
+            stream.last_offset = record.offset
+            return DeadLetter(reason, detail, record)
+        if stream.next_index is not None and message.index > stream.next_index:
+            self.metrics.stream_resets.labels(*labels).inc()
+            stream = self.streams[channel] = ChannelStream(
+                channel, message.spacecraft, spec.features, self.params
+            )
+        self.metrics.points_consumed.labels(*labels).inc()
+        stream.append(message.index, message.values, message.event_time_ms, record.offset)
+        self.last_seen[channel] = time.monotonic()
+        return None
+
+    def pending_windows(self) -> int:
+        return sum(stream.pending for stream in self.streams.values())
+
+    def score(self) -> list[AnomalyEvent]:
+        """Score every pending row (one engine call per channel) and return the anomaly events.
+
+        Runs off the event loop: the engine's kernels release the GIL.
+        """
+        events: list[AnomalyEvent] = []
+        started = time.perf_counter()
+        windows = 0
+        for stream in self.streams.values():
+            work = stream.take_work()
+            if work is None:
+                continue
+            windows += work.count
+            events += self._score_channel(stream, work)
+        if windows:
+            self.metrics.scoring_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(windows)
+        return events
+
+    def _score_channel(self, stream: ChannelStream, work: ScoringWork) -> list[AnomalyEvent]:
+        labels = (stream.spacecraft, stream.channel)
+        try:
+            weights = self.models.get(stream.channel)
+            predictions = self.engine.predict_series(weights, work.rows)
+        except ModelNotFound:
+            self.metrics.points_unscored.labels(*labels, "no_model").inc(work.count)
+            stream.threshold = None
+            return []
+        except ModelStoreError:
+            self.metrics.points_unscored.labels(*labels, "model_error").inc(work.count)
+            stream.threshold = None
+            return []
+        threshold = stream.threshold
+        if threshold is not None and (
+            threshold.finished or threshold.first_row is None or threshold.first_row + threshold.count != work.first_index
+        ):
+            stream.threshold = None
+        detections = stream.detect(work, predictions, weights.version)
+        now = self.clock()
+        last_index = work.first_index + work.count - 1
+        self.metrics.points_scored.labels(*labels).inc(work.count)
+        self.metrics.event_to_scored_seconds.observe(max(0.0, now - stream.time_of(last_index) / 1000))
+        self._record_latest(stream, last_index, float(predictions[-1]), float(work.actuals[-1]))
+        return self._events(stream, detections, now)
+
+    def _record_latest(self, stream: ChannelStream, index: int, prediction: float, actual: float) -> None:
+        labels = (stream.spacecraft, stream.channel)
+        threshold = stream.threshold
+        error = abs(prediction - actual)
+        smoothed = threshold.smoothed[-1] if threshold is not None and threshold.smoothed else error
+        epsilon = threshold.epsilon if threshold is not None and threshold.epsilon is not None else 0.0
+        in_alarm = int(bool(threshold is not None and any(a.reported for a in threshold.in_progress)))
+        self.metrics.prediction_error.labels(*labels).set(error)
+        self.metrics.smoothed_error.labels(*labels).set(smoothed)
+        self.metrics.threshold.labels(*labels).set(epsilon)
+        self.metrics.in_alarm.labels(*labels).set(in_alarm)
+        self.latest[stream.channel] = {
+            "index": index,
+            "value": actual,
+            "prediction": prediction,
+            "error": error,
+            "smoothed_error": smoothed,
+            "threshold": epsilon,
+            "in_alarm": in_alarm,
+            "model_version": stream.model_version,
+        }
+
+    def _events(self, stream: ChannelStream, detections: list[Detection], now: float) -> list[AnomalyEvent]:
+        labels = (stream.spacecraft, stream.channel)
+        events = [
+            AnomalyEvent.from_detection(
+                detection,
+                stream.spacecraft,
+                stream.time_of(detection.start),
+                stream.time_of(detection.end),
+                int(now * 1000),
+            )
+            for detection in detections
+        ]
+        for event in events:
+            if event.event_id not in self.counted:
+                self.counted.add(event.event_id)
+                self.metrics.anomalies.labels(*labels, event.subsystem, event.severity).inc()
+        return events
+
+    def take_latest(self) -> dict[str, dict[str, float | int | str]]:
+        """The latest value, prediction and errors of each channel scored since the last call."""
+        latest, self.latest = self.latest, {}
+        return latest
+
+    def close_idle(self, idle_seconds: float) -> list[AnomalyEvent]:
+        """Evaluate the tail of channels silent for ``idle_seconds`` and close their anomalies.
+
+        A replay ends without an end-of-stream record; this is how its last errors (and channels
+        shorter than one threshold window) still get a decision. A later point restarts detection.
+        """
+        now = time.monotonic()
+        events: list[AnomalyEvent] = []
+        for channel, seen in list(self.last_seen.items()):
+            stream = self.streams.get(channel)
+            if now - seen < idle_seconds or stream is None or stream.pending:
+                continue
+            del self.last_seen[channel]
+            if stream.threshold is None or stream.threshold.finished:
+                continue
+            events += self._events(stream, stream.threshold.finish(), self.clock())
+            self.metrics.in_alarm.labels(stream.spacecraft, channel).set(0)
+        return events
+

@@ -1,0 +1,101 @@
+"""`tmstream worker`, `tmstream alerts tail`, `tmstream anomalies list`: scoring and its output."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+
+from tmstream.cli.context import console, emit_json, settings_from
+
+alerts_app = typer.Typer(no_args_is_help=True, help="Follow anomaly events on the `anomalies` topic.")
+anomalies_app = typer.Typer(no_args_is_help=True, help="Anomaly events recorded in Redis.")
+
+
+def worker(
+    ctx: typer.Context,
+    metrics_port: int | None = typer.Option(None, help="Port of /metrics, /health, /ready, /models."),
+    name: str | None = typer.Option(None, help="Worker name (default host-port)."),
+) -> None:
+    """Consume telemetry topics, score every window and emit anomaly events (until Ctrl-C)."""
+    from stream_workers.app import ScoringWorker
+
+    settings = settings_from(ctx, worker__metrics_port=metrics_port)
+    ScoringWorker(settings, name=name).run()
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    colour = {"critical": "red", "warning": "yellow"}.get(event["severity"], "cyan")
+    return (
+        f"[{colour}]{event['severity']:8}[/] {event['status']:7} {event['spacecraft']:4} "
+        f"{event['channel']:6} rows {event['start_index']}-{event['end_index']} "
+        f"score {event['score']:.3f} ({event['subsystem']}, model v{event['model_version']}) "
+        f"id {event['event_id']}"
+    )
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    ctx: typer.Context,
+    spacecraft: str | None = typer.Option(None, help="Only SMAP or MSL."),
+    severity: str | None = typer.Option(None, help="Only info, warning or critical."),
+    from_beginning: bool = typer.Option(False, help="Start at the oldest event, not the newest."),
+    timeout: float | None = typer.Option(None, help="Stop after this many seconds without events."),
+    as_json: bool = typer.Option(False, "--json", help="One event object per line (tmstream.anomaly.v1)."),
+) -> None:
+    """Print anomaly events as they arrive."""
+    from kafka import KafkaConsumer
+
+    settings = settings_from(ctx)
+    consumer = KafkaConsumer(
+        settings.kafka.anomalies_topic,
+        **settings.kafka.client_options(),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+    )
+    try:
+        for record in consumer:
+            event = json.loads(record.value)
+            if spacecraft and event["spacecraft"] != spacecraft.upper():
+                continue
+            if severity and event["severity"] != severity.lower():
+                continue
+            if as_json:
+                print(json.dumps(event, sort_keys=True), flush=True)
+            else:
+                console.print(_event_line(event), highlight=False)
+    finally:
+        consumer.close()
+
+
+@anomalies_app.command("list")
+def anomalies_list(
+    ctx: typer.Context,
+    channel: str | None = typer.Option(None, help="Only this channel."),
+    since: float | None = typer.Option(None, help="Only events detected in the last N seconds."),
+    as_json: bool = typer.Option(False, "--json", help="A list of event objects (latest emission each)."),
+) -> None:
+    """The latest state of every recorded anomaly (from Redis)."""
+    from stream_workers.sinks.redis_sink import STREAM_KEY
+    from tmstream.stack.redis import redis_client
+
+    client = redis_client(settings_from(ctx))
+    latest: dict[str, dict[str, Any]] = {}
+    for _, fields in client.xrange(STREAM_KEY):
+        event = json.loads(fields[b"event"])
+        latest[event["event_id"]] = event
+    events = sorted(latest.values(), key=lambda e: (e["channel"], e["start_index"]))
+    if channel:
+        events = [e for e in events if e["channel"] == channel]
+    if since is not None:
+        cutoff = (time.time() - since) * 1000
+        events = [e for e in events if e["detected_at_ms"] >= cutoff]
+    if as_json:
+        emit_json(events)
+        return
+    for event in events:
+        console.print(_event_line(event), highlight=False)
+    console.print(f"{len(events)} anomalies")
