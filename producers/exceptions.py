@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from tmstream.exceptions import TmstreamError
 
-MessageReason = Literal[
-    "malformed_json", "wrong_schema", "invalid_fields", "nan_or_inf", "wrong_width"
-]
+MessageReason = Literal["malformed_json", "wrong_schema", "invalid_fields", "nan_or_inf", "wrong_width"]
 
 
 class ProducerError(TmstreamError):

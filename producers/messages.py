@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from producers.exceptions import MessageError
+from producers.exceptions import MessageError, MessageReason
 
 SCHEMA_ID = "tmstream.telemetry.v1"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "telemetry.v1.json"
@@ -35,7 +35,7 @@ class TelemetryMessage(BaseModel):
     )
 
     schema_: Literal["tmstream.telemetry.v1"] = Field(
-        SCHEMA_ID, alias="schema", description="Message format identifier."
+        "tmstream.telemetry.v1", alias="schema", description="Message format identifier."
     )
     channel: str = Field(min_length=1, description="Channel id, also the Kafka key (e.g. P-1).")
     spacecraft: str = Field(min_length=1, description="Spacecraft of the channel (SMAP, MSL, ...).")
@@ -59,11 +59,14 @@ class TelemetryMessage(BaseModel):
             message = cls.model_validate(payload)
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False)
-            reason = "nan_or_inf" if any(e["type"] == "finite_number" for e in errors) else "invalid_fields"
+            reason: MessageReason = (
+                "nan_or_inf" if any(e["type"] == "finite_number" for e in errors) else "invalid_fields"
+            )
             raise MessageError(reason, _first_error(errors)) from exc
         if expected_width is not None and len(message.values) != expected_width:
             raise MessageError(
-                "wrong_width", f"{message.channel} index {message.index}: "
+                "wrong_width",
+                f"{message.channel} index {message.index}: "
                 f"{len(message.values)} values, expected {expected_width}",
             )
         return message
@@ -88,7 +91,7 @@ def _publish_schema(schema: dict[str, Any]) -> None:
 
 def encode_point(prefix: bytes, index: int, event_time_ms: int, values: Sequence[float]) -> bytes:
     """The bytes of one message from a channel's ``message_prefix`` (no validation: the hot path)."""
-    return b"%s%d,\"event_time_ms\":%d,\"values\":%s}" % (prefix, index, event_time_ms, orjson.dumps(values))
+    return b'%s%d,"event_time_ms":%d,"values":%s}' % (prefix, index, event_time_ms, orjson.dumps(values))
 
 
 def message_prefix(channel: str, spacecraft: str) -> bytes:

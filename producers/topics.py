@@ -40,7 +40,9 @@ class TopicResult:
     status: Literal["created", "exists"]
 
 
-def connect_with_retries(settings: Settings, build: Callable[[int], T], policy: ConnectPolicy, what: str) -> T:
+def connect_with_retries(
+    settings: Settings, build: Callable[[int], T], policy: ConnectPolicy, what: str
+) -> T:
     """``build(bootstrap_timeout_ms)`` until a broker answers, else ``BrokerUnavailableError``."""
     started = time.monotonic()
     delay = policy.backoff_s
@@ -124,7 +126,9 @@ def describe_topics(settings: Settings, policy: ConnectPolicy = ConnectPolicy())
         {
             "topic": name,
             "partitions": len(by_name[name]["partitions"]),
-            "replication_factor": max((len(p["replica_nodes"]) for p in by_name[name]["partitions"]), default=0),
+            "replication_factor": max(
+                (len(p["replica_nodes"]) for p in by_name[name]["partitions"]), default=0
+            ),
             "retention_ms": retention.get(name),
         }
         for name in names
@@ -146,6 +150,5 @@ def _raise_first_failure(response: dict[str, Any]) -> None:
     for topic in response.get("topics", []):
         code = topic.get("error_code", 0)
         if code and code != TopicAlreadyExistsError.errno:
-            raise ProducerError(
-                f"cannot create topic {topic.get('name')}: error {code} {topic.get('error_message') or ''}".strip()
-            )
+            message = topic.get("error_message") or ""
+            raise ProducerError(f"cannot create topic {topic.get('name')}: error {code} {message}".strip())

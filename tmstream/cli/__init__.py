@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import bench, data, evaluate, models, stack, worker
+from tmstream.cli import bench, data, evaluate, models, producers, stack, worker
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -21,6 +21,9 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(data.app, name="data")
+app.add_typer(producers.topics_app, name="topics")
+app.add_typer(producers.channels_app, name="channels")
+app.command("replay")(producers.replay)
 app.command("evaluate")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.command("train")(models.train)
