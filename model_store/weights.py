@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -185,7 +186,7 @@ def load_npz(path: Path, channel: str | None = None, version: str = "file") -> L
             )
     except WeightsError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise WeightsError(f"channel {label}: cannot read weights file {path}: {exc}") from exc
 
 

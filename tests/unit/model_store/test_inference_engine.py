@@ -1,0 +1,102 @@
+"""The engine against the 2018 predictions (y_hat), the real oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_store.engine import InferenceEngine
+from model_store.exceptions import InputError
+from model_store.weights import LstmWeights, read_keras2_h5
+from producers.dataset import TelemanomDataset
+
+TOLERANCE = 1e-5
+SMALLEST = ["T-10", "T-9", "T-8"]  # fewest test rows (670, 1096, 1519)
+
+
+@pytest.fixture(scope="module")
+def engine() -> InferenceEngine:
+    return InferenceEngine()
+
+
+def _weights(nasa_dir: Path, channel: str) -> LstmWeights:
+    return read_keras2_h5(nasa_dir / "reference-2018" / "models" / f"{channel}.h5", channel)
+
+
+def _max_error(engine: InferenceEngine, nasa: TelemanomDataset, channel: str) -> float:
+    weights = _weights(nasa.root, channel)
+    rows = nasa.load(channel, "test")
+    reference = np.load(nasa.root / "reference-2018" / "y_hat" / f"{channel}.npy")
+    predicted = engine.predict_series(weights, rows)
+    assert predicted.shape == (len(rows) - 250,)
+    assert len(reference) == len(rows) - 260
+    return float(np.abs(predicted[: len(reference)] - reference).max())
+
+
+@pytest.mark.parametrize("channel", SMALLEST)
+def test_series_reproduces_2018_predictions(
+    engine: InferenceEngine, nasa: TelemanomDataset, channel: str
+) -> None:
+    assert _max_error(engine, nasa, channel) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_all_82_channels_reproduce_2018_predictions(
+    engine: InferenceEngine, nasa: TelemanomDataset
+) -> None:
+    errors = {channel: _max_error(engine, nasa, channel) for channel in nasa.channels}
+    assert len(errors) == 82
+    worst = max(errors, key=errors.__getitem__)
+    assert errors[worst] <= TOLERANCE, f"{worst}: {errors[worst]:.2e}"
+
+
+def test_windows_match_series_and_reference(engine: InferenceEngine, nasa: TelemanomDataset) -> None:
+    weights = _weights(nasa.root, "T-10")
+    rows = nasa.load("T-10", "test")
+    reference = np.load(nasa.root / "reference-2018" / "y_hat" / "T-10.npy")
+    windows = np.lib.stride_tricks.sliding_window_view(rows, 250, axis=0)[100:137]
+    windows = np.moveaxis(windows, -1, 1)
+    predicted = engine.predict_windows(weights, windows)
+    assert predicted.shape == (37,)
+    assert np.abs(predicted - reference[100:137]).max() <= TOLERANCE
+
+
+def test_single_thread_engine_gives_the_same_numbers(nasa: TelemanomDataset) -> None:
+    weights = _weights(nasa.root, "T-10")
+    rows = nasa.load("T-10", "test")
+    serial = InferenceEngine(threads=1, batch_size=64).predict_series(weights, rows)
+    threaded = InferenceEngine(threads=2, batch_size=100).predict_series(weights, rows)
+    np.testing.assert_allclose(serial, threaded, atol=1e-6)
+
+
+def test_nan_window_is_rejected_naming_channel_and_version(
+    engine: InferenceEngine, nasa: TelemanomDataset
+) -> None:
+    weights = _weights(nasa.root, "T-10").with_version("7")
+    windows = np.zeros((2, 250, 55))
+    windows[1, 17, 0] = np.nan
+    with pytest.raises(InputError, match="channel T-10 model version 7: input holds NaN or inf"):
+        engine.predict_windows(weights, windows)
+    rows = np.zeros((300, 55))
+    rows[5, 3] = np.inf
+    with pytest.raises(InputError, match="NaN or inf"):
+        engine.predict_series(weights, rows)
+
+
+@pytest.mark.parametrize("shape", [(2, 250, 25), (2, 249, 55), (250, 55)])
+def test_wrong_window_shape_is_rejected(
+    engine: InferenceEngine, nasa: TelemanomDataset, shape: tuple[int, ...]
+) -> None:
+    weights = _weights(nasa.root, "T-10")
+    with pytest.raises(InputError, match=r"channel T-10 model version file: windows of shape"):
+        engine.predict_windows(weights, np.zeros(shape))
+
+
+def test_series_shorter_than_a_window_is_rejected(
+    engine: InferenceEngine, nasa: TelemanomDataset
+) -> None:
+    weights = _weights(nasa.root, "T-10")
+    with pytest.raises(InputError, match="series of shape"):
+        engine.predict_series(weights, np.zeros((250, 55)))
