@@ -137,7 +137,7 @@ class TelemetryPublisher:
         ``event_time_ms`` defaults to the wall clock now, shared by the whole batch.
         """
         route = self._route(channel)
-        lists, rejected = _checked_rows(channel, start_index, rows, route.features)
+        lists, rejected = check_rows(channel, start_index, rows, route.features)
         if rejected:
             route.delivery.rejected += len(rejected)
         self._wait_for_room()
@@ -233,7 +233,7 @@ class TelemetryPublisher:
             time.sleep(0.005)
 
 
-def _checked_rows(
+def check_rows(
     channel: str, start_index: int, rows: RowsLike, features: int
 ) -> tuple[list[Any], list[RejectedRow]]:
     """Rows as lists of floats plus the rejected ones (wrong width, NaN/inf), vectorised for arrays."""
