@@ -43,9 +43,7 @@ def test_series_reproduces_2018_predictions(
 
 
 @pytest.mark.slow
-def test_all_82_channels_reproduce_2018_predictions(
-    engine: InferenceEngine, nasa: TelemanomDataset
-) -> None:
+def test_all_82_channels_reproduce_2018_predictions(engine: InferenceEngine, nasa: TelemanomDataset) -> None:
     errors = {channel: _max_error(engine, nasa, channel) for channel in nasa.channels}
     assert len(errors) == 82
     worst = max(errors, key=errors.__getitem__)
@@ -94,9 +92,7 @@ def test_wrong_window_shape_is_rejected(
         engine.predict_windows(weights, np.zeros(shape))
 
 
-def test_series_shorter_than_a_window_is_rejected(
-    engine: InferenceEngine, nasa: TelemanomDataset
-) -> None:
+def test_series_shorter_than_a_window_is_rejected(engine: InferenceEngine, nasa: TelemanomDataset) -> None:
     weights = _weights(nasa.root, "T-10")
     with pytest.raises(InputError, match="series of shape"):
         engine.predict_series(weights, np.zeros((250, 55)))

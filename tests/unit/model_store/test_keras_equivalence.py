@@ -19,9 +19,7 @@ def _windows(rows: np.ndarray, l_s: int, count: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(view, -1, 1), dtype=np.float32)
 
 
-def test_sigmoid_model_from_settings_matches_engine(
-    test_settings: Settings, nasa: TelemanomDataset
-) -> None:
+def test_sigmoid_model_from_settings_matches_engine(test_settings: Settings, nasa: TelemanomDataset) -> None:
     from model_store.keras_model import build_model, to_lstm_weights
 
     settings = test_settings.model.model_copy(update={"layers": [24, 16], "l_s": 60})
@@ -37,9 +35,7 @@ def test_sigmoid_model_from_settings_matches_engine(
     assert np.std(expected) > 1e-3  # a constant output would make the comparison vacuous
 
 
-def test_keras2_hard_sigmoid_model_reproduces_2018(
-    test_settings: Settings, nasa: TelemanomDataset
-) -> None:
+def test_keras2_hard_sigmoid_model_reproduces_2018(test_settings: Settings, nasa: TelemanomDataset) -> None:
     from model_store.keras_model import from_lstm_weights, to_lstm_weights
 
     weights = read_keras2_h5(nasa.root / "reference-2018" / "models" / "T-10.h5", "T-10")

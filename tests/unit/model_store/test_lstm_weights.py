@@ -31,7 +31,9 @@ def test_reads_files_whatever_their_layer_names(nasa_dir: Path, channel: str) ->
         np.testing.assert_array_equal(
             weights.layers[0].recurrent_kernel, group[f"{lstm_first}/{lstm_first}/recurrent_kernel:0"]
         )
-        np.testing.assert_array_equal(weights.layers[1].kernel, group[f"{lstm_second}/{lstm_second}/kernel:0"])
+        np.testing.assert_array_equal(
+            weights.layers[1].kernel, group[f"{lstm_second}/{lstm_second}/kernel:0"]
+        )
         np.testing.assert_array_equal(weights.dense_bias, group[f"{dense}/{dense}/bias:0"])
     assert weights.units == [80, 80]
     assert weights.recurrent_activation == "hard_sigmoid_keras2"
