@@ -51,7 +51,7 @@ def connect_with_retries(
             return build(policy.bootstrap_timeout_ms)
         except KafkaError as exc:
             last = exc
-            log.warning(
+            log.info(
                 "%s: no Kafka broker at %s (attempt %d/%d): %s",
                 what, settings.kafka.bootstrap_servers, attempt, policy.attempts, exc,
             )  # fmt: skip

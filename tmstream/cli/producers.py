@@ -49,12 +49,23 @@ def load_registry(settings: Settings, path: Path | None) -> ChannelRegistry:
     return ChannelRegistry.load(settings.data_dir, path)
 
 
+def producer_settings(ctx: typer.Context) -> Settings:
+    """Settings for a producer command; kafka-python's own connection chatter is kept for DEBUG.
+
+    Every failure reaches the user as one typed error, so its per-attempt log lines only add noise.
+    """
+    settings = settings_from(ctx)
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    return settings
+
+
 @topics_app.command("create")
 def topics_create(
     ctx: typer.Context, registry_file: Path | None = REGISTRY_OPTION, as_json: bool = JSON_OPTION
 ) -> None:
     """Create every channel topic plus anomalies and the dead-letter topic (existing ones are kept)."""
-    settings = settings_from(ctx)
+    settings = producer_settings(ctx)
     results = ensure_topics(settings, required_topics(settings, load_registry(settings, registry_file)))
     if as_json:
         emit_json({"topics": [{"topic": r.topic, "status": r.status} for r in results]})
@@ -70,7 +81,7 @@ def topics_create(
 @topics_app.command("list")
 def topics_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Topics on the broker with partitions, replication factor and retention."""
-    topics = describe_topics(settings_from(ctx))
+    topics = describe_topics(producer_settings(ctx))
     if as_json:
         emit_json({"topics": topics})
         return
@@ -92,7 +103,7 @@ def channels_add(
     registry_file: Path | None = REGISTRY_OPTION,
 ) -> None:
     """Register a channel (or override one) and create its topic."""
-    settings = settings_from(ctx)
+    settings = producer_settings(ctx)
     reserved = {settings.kafka.anomalies_topic, settings.kafka.deadletter_topic}
     if topic in reserved:
         raise RegistryError(f"topic {topic} is reserved for tmstream's own use")
@@ -110,7 +121,7 @@ def channels_list(
     ctx: typer.Context, registry_file: Path | None = REGISTRY_OPTION, as_json: bool = JSON_OPTION
 ) -> None:
     """Registered channels: topic, feature count, and whether a champion model exists."""
-    settings = settings_from(ctx)
+    settings = producer_settings(ctx)
     registry = load_registry(settings, registry_file)
     champions = champion_channels(settings)
     rows = [
@@ -177,7 +188,7 @@ def replay(
         raise typer.BadParameter("choose one of --rate, --speedup and --max")
     if split not in ("test", "train"):
         raise typer.BadParameter(f"--split must be test or train, not {split!r}")
-    settings = settings_from(ctx)
+    settings = producer_settings(ctx)
     registry = load_registry(settings, registry_file)
     names = [name.strip() for name in channels.split(",") if name.strip()] if channels else None
     plan = ReplayPlan(
@@ -188,9 +199,8 @@ def replay(
         from_index=from_index,
         resume=resume,
     )
-    observer = RichObserver() if err_console.is_terminal and not as_json else PlainObserver()
     with metrics_endpoint(settings, f"replay-{os.getpid()}", metrics_port) as address:
-        err_console.print(f"replay: {len(plan.channels)} channels, metrics on http://{address}/metrics")
+        observer = RichObserver() if err_console.is_terminal and not as_json else PlainObserver(address)
         try:
             with observer, stop_on_signals() as wire:
                 summary = run_replay(settings, registry, plan, observer, on_start=wire)
@@ -261,7 +271,8 @@ class RichObserver(ReplayObserver):
 class PlainObserver(ReplayObserver):
     """Log lines every few seconds when not on a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics_address: str) -> None:
+        self.metrics_address = metrics_address
         self.done = 0
         self.total: int | None = None
         self.rejects = 0
@@ -280,7 +291,9 @@ class PlainObserver(ReplayObserver):
         starts = ", ".join(f"{c.spec.channel}@{c.start}" for c in cursors[:10])
         more = f" (+{len(cursors) - 10} more)" if len(cursors) > 10 else ""
         err_console.print(
-            f"replay: starting {starts}{more}; {total_points or 'unbounded'} points", highlight=False
+            f"replay: starting {starts}{more}; {total_points or 'unbounded'} points; "
+            f"metrics on http://{self.metrics_address}/metrics",
+            highlight=False,
         )
 
     def advanced(self, points: int) -> None:

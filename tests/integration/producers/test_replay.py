@@ -1,0 +1,135 @@
+"""Replay against the real broker, checked with kcat: every row, in order, exactly once across a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from producers.dataset import TelemanomDataset
+from tests.integration.producers.kcat import kcat_records
+from tmstream.settings import Settings
+
+P1_ROWS = 8505
+
+
+def tmstream(nasa_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tmstream", "-e", "testing", "--data-dir", str(nasa_dir), *args]
+
+
+def test_replay_puts_every_p1_row_on_its_topic_in_order(
+    stack: Settings, nasa: TelemanomDataset, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    result = subprocess.run(
+        tmstream(
+            nasa_dir, "replay", "--channels", "P-1", "--max", "--registry", str(registry_file), "--json"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["points"] == {"P-1": P1_ROWS}
+    assert summary["rejected"] == [] and summary["errors"] == {"P-1": 0}
+
+    records = kcat_records(stack, f"{topic_name}.P-1")
+    assert [message["index"] for _, message in records] == list(range(P1_ROWS))
+    assert {key for key, _ in records} == {"P-1"}
+    assert {(m["schema"], m["channel"], m["spacecraft"]) for _, m in records} == {
+        ("tmstream.telemetry.v1", "P-1", "SMAP")
+    }
+    sent = np.array([message["values"] for _, message in records])
+    np.testing.assert_array_equal(sent, nasa.load("P-1"))
+
+
+def test_interrupted_replay_resumes_without_gaps_or_repeats(
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    command = ["replay", "--channels", "P-1", "--registry", str(registry_file), "--json"]
+    first = subprocess.Popen(
+        tmstream(nasa_dir, *command, "--rate", "2500"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = threading.Event()
+    stderr_lines: list[str] = []
+
+    def watch() -> None:
+        assert first.stderr is not None
+        for line in first.stderr:
+            stderr_lines.append(line)
+            if line.startswith("replay: starting"):
+                started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(60), "".join(stderr_lines)
+    target = stack.state_dir / "prometheus" / "targets" / f"producer-replay-{first.pid}.json"
+    assert target.is_file(), "the replay's /metrics endpoint is announced to Prometheus"
+    time.sleep(1.2)
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=60)
+    assert first.returncode == 128 + signal.SIGINT, "".join(stderr_lines)
+    interrupted = json.loads(out)
+    assert interrupted["stopped_by"] == "SIGINT"
+    assert 0 < interrupted["points"]["P-1"] < P1_ROWS
+    assert not target.exists()
+    on_topic = kcat_records(stack, f"{topic_name}.P-1")
+    assert len(on_topic) == interrupted["points"]["P-1"], "in-flight points were flushed before exiting"
+
+    second = subprocess.run(
+        tmstream(nasa_dir, *command, "--max", "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 0, second.stderr
+    resumed = json.loads(second.stdout)
+    assert resumed["start_index"] == {"P-1": interrupted["points"]["P-1"]}
+    assert interrupted["points"]["P-1"] + resumed["points"]["P-1"] == P1_ROWS
+
+    indices = [message["index"] for _, message in kcat_records(stack, f"{topic_name}.P-1")]
+    assert indices == list(range(P1_ROWS))
+
+
+def test_resume_of_a_finished_channel_sends_nothing(
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    command = [
+        "replay",
+        "--channels",
+        "P-1",
+        "--from-index",
+        "8400",
+        "--registry",
+        str(registry_file),
+        "--json",
+    ]
+    assert subprocess.run(tmstream(nasa_dir, *command), capture_output=True, timeout=120).returncode == 0
+    again = subprocess.run(
+        tmstream(nasa_dir, *command, "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["skipped"] == {"P-1": "start index 8505 is past the last row 8504"}
+    assert [m["index"] for _, m in kcat_records(stack, f"{topic_name}.P-1")] == list(range(8400, P1_ROWS))
+
+
+def test_unreachable_broker_is_one_line_and_non_zero_in_bounded_time(nasa_dir: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        tmstream(nasa_dir, "replay", "--channels", "P-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TMSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+    )
+    assert result.returncode == 3
+    assert time.monotonic() - started < 30
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot reach Kafka at 127.0.0.1:9")
