@@ -1,0 +1,118 @@
+"""Producer throughput against the running broker (``tmstream -e testing stack up`` or the dev stack).
+
+Two measurements, each into fresh topics that are deleted afterwards:
+- one channel, SMAP width (25 values): P-1's test split sent ``REPEATS`` times with
+  ``TelemetryPublisher.publish_batch``, points acknowledged per second;
+- the whole test split (every channel of the data folder) with ``tmstream replay --max`` as a
+  subprocess: wall time of the command (imports, topic creation and flush included).
+Targets: ≥50,000 points/s for one process, the whole split in ≤20 s. kafka-python is pure
+Python, so the numbers depend on the CPU left over by the broker on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from producers.publisher import TelemetryPublisher
+from producers.registry import ChannelRegistry
+from producers.replay import FAST_TUNING
+from producers.topics import admin_client, ensure_topics
+from tmstream.settings import PROJECT_ROOT, Settings, load_settings
+
+CHANNEL = "P-1"
+REPEATS = 8
+TARGET_POINTS_PER_S = 50_000
+TARGET_FULL_SPLIT_S = 20.0
+
+
+def single_channel(settings: Settings, folder: Path, run_id: str) -> dict[str, Any]:
+    topic = f"bench.{run_id}.{CHANNEL}"
+    registry_file = folder / "single.yaml"
+    registry_file.write_text(yaml.safe_dump({"channels": {CHANNEL: {"topic": topic}}}))
+    registry = ChannelRegistry(registry_file, settings.data_dir)
+    ensure_topics(settings, [topic])
+    rows = np.load(settings.data_dir / "test" / f"{CHANNEL}.npy")
+    with TelemetryPublisher(settings, registry, tuning=FAST_TUNING) as publisher:
+        publisher.prepare([CHANNEL])
+        started = time.perf_counter()
+        for _ in range(REPEATS):
+            for start in range(0, len(rows), 1024):
+                publisher.publish_batch(CHANNEL, start, rows[start : start + 1024])
+        publisher.flush()
+        elapsed = time.perf_counter() - started
+    acked = publisher.stats.channel(CHANNEL).sent
+    return {
+        "single_channel_points": acked,
+        "single_channel_values_per_point": int(rows.shape[1]),
+        "single_channel_s": round(elapsed, 3),
+        "single_channel_points_per_s": round(acked / elapsed),
+        "compression": publisher.compression,
+    }
+
+
+def full_split(settings: Settings, folder: Path, run_id: str) -> dict[str, Any]:
+    registry_file = folder / "full.yaml"
+    registry_file.write_text(yaml.safe_dump({"topic_pattern": f"bench.{run_id}.{{channel}}"}))
+    command = [
+        sys.executable,
+        "-m",
+        "tmstream",
+        "replay",
+        "--max",
+        "--json",
+        "--registry",
+        str(registry_file),
+    ]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"replay failed ({result.returncode}): {result.stderr.strip()}")
+    summary = json.loads(result.stdout)
+    return {
+        "full_split_channels": len(summary["points"]),
+        "full_split_points": summary["total_points"],
+        "full_split_wall_s": round(wall, 2),
+        "full_split_replay_s": summary["elapsed_s"],
+        "full_split_points_per_s": summary["points_per_s"],
+    }
+
+
+def delete_topics(settings: Settings, run_id: str) -> None:
+    with admin_client(settings) as admin:
+        mine = [name for name in admin.list_topics() if name.startswith(f"bench.{run_id}.")]
+        if mine:
+            admin.delete_topics(mine)
+
+
+def run() -> dict[str, Any]:
+    settings = load_settings()
+    run_id = uuid.uuid4().hex[:8]
+    results: dict[str, Any] = {
+        "environment": settings.environment,
+        "bootstrap": settings.kafka.bootstrap_servers,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "tuning": asdict(FAST_TUNING),
+    }
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            results.update(single_channel(settings, Path(folder), run_id))
+            results.update(full_split(settings, Path(folder), run_id))
+    finally:
+        delete_topics(settings, run_id)
+    results["meets_points_per_s_target"] = results["single_channel_points_per_s"] >= TARGET_POINTS_PER_S
+    results["meets_full_split_target"] = results["full_split_wall_s"] <= TARGET_FULL_SPLIT_S
+    return results
