@@ -11,12 +11,15 @@ import pytest
 from tmstream.settings import Settings
 
 
-def kcat_records(settings: Settings, topic: str) -> list[tuple[str, dict[str, object]]]:
-    """(key, message) of every record on ``topic``, read by kcat (a librdkafka client, not ours)."""
+def kcat_records(
+    settings: Settings, topic: str, limit: int | None = None
+) -> list[tuple[str, dict[str, object]]]:
+    """(key, message) of the records on ``topic`` (the first ``limit``), read by kcat (librdkafka)."""
     if not shutil.which("kcat"):
         pytest.skip("kcat is not installed")
     result = subprocess.run(
-        ["kcat", "-C", "-b", settings.kafka.bootstrap_servers, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"],
+        ["kcat", "-C", "-b", settings.kafka.bootstrap_servers, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"]
+        + (["-c", str(limit)] if limit else []),
         capture_output=True,
         text=True,
         timeout=60,

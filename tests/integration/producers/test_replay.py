@@ -24,6 +24,26 @@ def tmstream(nasa_dir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tmstream", "-e", "testing", "--data-dir", str(nasa_dir), *args]
 
 
+def start_replay(command: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """A replay subprocess, returned once it has its signal handlers and topics in place."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = threading.Event()
+    stderr_lines: list[str] = []
+
+    def watch() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            stderr_lines.append(line)
+            if line.startswith("replay: starting"):
+                started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    if not started.wait(60):
+        process.kill()
+        raise AssertionError("".join(stderr_lines))
+    return process, stderr_lines
+
+
 def test_replay_puts_every_p1_row_on_its_topic_in_order(
     stack: Settings, nasa: TelemanomDataset, nasa_dir: Path, registry_file: Path, topic_name: str
 ) -> None:
@@ -54,24 +74,7 @@ def test_interrupted_replay_resumes_without_gaps_or_repeats(
     stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
 ) -> None:
     command = ["replay", "--channels", "P-1", "--registry", str(registry_file), "--json"]
-    first = subprocess.Popen(
-        tmstream(nasa_dir, *command, "--rate", "2500"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    started = threading.Event()
-    stderr_lines: list[str] = []
-
-    def watch() -> None:
-        assert first.stderr is not None
-        for line in first.stderr:
-            stderr_lines.append(line)
-            if line.startswith("replay: starting"):
-                started.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert started.wait(60), "".join(stderr_lines)
+    first, stderr_lines = start_replay(tmstream(nasa_dir, *command, "--rate", "2500"))
     target = stack.state_dir / "prometheus" / "targets" / f"producer-replay-{first.pid}.json"
     assert target.is_file(), "the replay's /metrics endpoint is announced to Prometheus"
     time.sleep(1.2)
@@ -133,3 +136,43 @@ def test_unreachable_broker_is_one_line_and_non_zero_in_bounded_time(nasa_dir: P
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: cannot reach Kafka at 127.0.0.1:9")
+
+
+def test_rate_paced_replay_stamps_wall_clock_event_times(
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    command = ["replay", "--channels", "P-1", "--from-index", "8205", "--rate", "400"]
+    result = subprocess.run(
+        tmstream(nasa_dir, *command, "--registry", str(registry_file), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    times = [m["event_time_ms"] for _, m in kcat_records(stack, f"{topic_name}.P-1")]
+    assert len(times) == 300
+    assert times == sorted(times)
+    assert 500 <= times[-1] - times[0] <= 2500, "300 points at 400/s take about 0.75 s"
+
+
+def test_loop_wraps_to_row_zero_and_sigterm_stops_cleanly(
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    command = ["replay", "--channels", "P-1", "--from-index", "8500", "--loop", "--rate", "200"]
+    process, stderr_lines = start_replay(
+        tmstream(nasa_dir, *command, "--registry", str(registry_file), "--json")
+    )
+    deadline = time.monotonic() + 60
+    records: list[tuple[str, dict[str, object]]] = []
+    while len(records) < 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = kcat_records(stack, f"{topic_name}.P-1", limit=20)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, "".join(stderr_lines)
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "SIGTERM"
+    indices = [m["index"] for _, m in kcat_records(stack, f"{topic_name}.P-1")]
+    assert len(indices) == summary["points"]["P-1"] >= 20
+    assert indices[:8] == [8500, 8501, 8502, 8503, 8504, 0, 1, 2]
+    assert indices[5:] == list(range(len(indices) - 5))
