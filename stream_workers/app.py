@@ -159,23 +159,27 @@ class ScoringWorker:
         )
         telemetry = app.topic(*self.prepare_topics(), key_serializer="raw", value_serializer="raw")
         self.telemetry = telemetry
-        self.anomalies = app.topic(settings.kafka.anomalies_topic, key_serializer="raw", value_serializer="raw")
+        self.anomalies = app.topic(
+            settings.kafka.anomalies_topic, key_serializer="raw", value_serializer="raw"
+        )
         self.deadletters = app.topic(
             settings.kafka.deadletter_topic, key_serializer="raw", value_serializer="raw"
         )
         self.state_topic = app.topic(settings.kafka.state_topic, key_serializer="raw", value_serializer="raw")
-        app.topics._resubscribe_sleep_lock_seconds = 1.0  # new topics join within seconds, not 45 s
+        app.topics._resubscribe_sleep_lock_seconds = 1.0  # type: ignore[attr-defined]  # new topics join within seconds, not 45 s
 
         @app.agent(telemetry)
-        async def score(stream: faust.StreamT) -> None:  # type: ignore[type-arg]
-            async for events in stream.take_events(settings.worker.max_batch, within=settings.worker.max_wait_ms / 1000):
+        async def score(stream: Any) -> None:
+            async for events in stream.take_events(
+                settings.worker.max_batch, within=settings.worker.max_wait_ms / 1000
+            ):
                 await self.process(events)
 
         app.timer(settings.worker.topic_refresh_s)(self.discover_topics)
         app.timer(1.0)(self.close_idle)
         app.timer(5.0)(self.export_lag)
-        app.on_partitions_assigned.connect(self.on_assigned)
-        app.on_partitions_revoked.connect(self.on_revoked)
+        app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
         views = {
             "/metrics": self.metrics_view,
             "/health": self.health_view,
@@ -194,7 +198,9 @@ class ScoringWorker:
             letters: list[DeadLetter] = []
             for event in events:
                 message = event.message
-                record = RecordRef(message.topic, message.partition, message.offset, message.key, message.value)
+                record = RecordRef(
+                    message.topic, message.partition, message.offset, message.key, message.value
+                )
                 letters += await self._first_sight(record)
                 letter = self.scorer.accept(record)
                 if letter is not None:
@@ -225,7 +231,9 @@ class ScoringWorker:
         letters = []
         for old in missed:
             if old.key is None or old.key.decode(errors="replace") == channel:
-                letter = self.scorer.accept(RecordRef(old.topic, old.partition, old.offset, old.key, old.value))
+                letter = self.scorer.accept(
+                    RecordRef(old.topic, old.partition, old.offset, old.key, old.value)
+                )
                 if letter is not None:
                     letters.append(letter)
         log.info("channel %s: restored at offset %d, caught up %d records", channel, start, len(missed))
@@ -279,7 +287,11 @@ class ScoringWorker:
         self.metrics.assigned_partitions.set(len(app.consumer.assignment()))
 
         def reload() -> dict[str, bytes]:
-            latest = {r.key.decode(): r.value for r in read_topic(self.settings, self.settings.kafka.state_topic) if r.key}
+            latest = {
+                r.key.decode(): r.value
+                for r in read_topic(self.settings, self.settings.kafka.state_topic)
+                if r.key
+            }
             self.anomaly_sink.load()
             return latest
 
@@ -308,11 +320,20 @@ class ScoringWorker:
         if new:
             log.info("subscribing to %d new telemetry topic(s): %s", len(new), ", ".join(new[:5]))
             self.telemetry.topics = [*self.telemetry.topics, *new]
-            self.app.topics._flag_changes()
+            self.app.topics._flag_changes()  # type: ignore[attr-defined]
+
+    def _busy_channels(self) -> frozenset[str]:
+        """Channels whose partition still has records beyond what this worker processed."""
+        busy = set()
+        for channel, tp in self.channel_tp.items():
+            highwater = self.app.consumer.highwater(tp)
+            if highwater is None or self.positions.get(tp, -1) + 1 < highwater:
+                busy.add(channel)
+        return frozenset(busy)
 
     async def close_idle(self) -> None:
         async with self.lock:
-            events = self.scorer.close_idle(self.settings.worker.idle_close_s)
+            events = self.scorer.close_idle(self.settings.worker.idle_close_s, self._busy_channels())
             await self._emit(events)
             for channel in {event.channel for event in events}:
                 await self._snapshot(channel, self.scorer.streams[channel])
@@ -325,7 +346,9 @@ class ScoringWorker:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
     async def metrics_view(self, web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
+        return web.bytes(
+            generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+        )
 
     async def health_view(self, web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "worker": self.name})
@@ -352,7 +375,7 @@ class ScoringWorker:
         self.cache.start()
         try:
             worker = faust.Worker(self.app, loglevel=self.settings.log_level, quiet=True)
-            logging.getLogger("kafka").setLevel(logging.WARNING)
+            logging.getLogger("kafka").setLevel(logging.ERROR)
             worker.execute_from_commandline()
         finally:
             self.metrics.worker_up.set(0)
@@ -360,4 +383,3 @@ class ScoringWorker:
             self.cache.stop()
             self.executor.shutdown(wait=False)
             self.engine.close()
-

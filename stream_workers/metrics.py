@@ -62,7 +62,10 @@ class WorkerMetrics:
                 registry=registry,
             ),
             dead_letters=Counter(
-                "tmstream_dead_letters", "Messages sent to the dead-letter topic", ("reason",), registry=registry
+                "tmstream_dead_letters",
+                "Messages sent to the dead-letter topic",
+                ("reason",),
+                registry=registry,
             ),
             anomalies=Counter(
                 "tmstream_anomalies",

@@ -113,7 +113,6 @@ class StreamScorer:
             )
         self.metrics.points_consumed.labels(*labels).inc()
         stream.append(message.index, message.values, message.event_time_ms, record.offset)
-        self.last_seen[channel] = time.monotonic()
         return None
 
     def pending_windows(self) -> int:
@@ -133,6 +132,7 @@ class StreamScorer:
                 continue
             windows += work.count
             events += self._score_channel(stream, work)
+            self.last_seen[stream.channel] = time.monotonic()
         if windows:
             self.metrics.scoring_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(windows)
@@ -153,7 +153,9 @@ class StreamScorer:
             return []
         threshold = stream.threshold
         if threshold is not None and (
-            threshold.finished or threshold.first_row is None or threshold.first_row + threshold.count != work.first_index
+            threshold.finished
+            or threshold.first_row is None
+            or threshold.first_row + threshold.count != work.first_index
         ):
             stream.threshold = None
         detections = stream.detect(work, predictions, weights.version)
@@ -209,17 +211,18 @@ class StreamScorer:
         latest, self.latest = self.latest, {}
         return latest
 
-    def close_idle(self, idle_seconds: float) -> list[AnomalyEvent]:
+    def close_idle(self, idle_seconds: float, busy: frozenset[str] = frozenset()) -> list[AnomalyEvent]:
         """Evaluate the tail of channels silent for ``idle_seconds`` and close their anomalies.
 
         A replay ends without an end-of-stream record; this is how its last errors (and channels
         shorter than one threshold window) still get a decision. A later point restarts detection.
+        Channels in ``busy`` (records still waiting on their partition) are never idle.
         """
         now = time.monotonic()
         events: list[AnomalyEvent] = []
         for channel, seen in list(self.last_seen.items()):
             stream = self.streams.get(channel)
-            if now - seen < idle_seconds or stream is None or stream.pending:
+            if now - seen < idle_seconds or stream is None or stream.pending or channel in busy:
                 continue
             del self.last_seen[channel]
             if stream.threshold is None or stream.threshold.finished:
@@ -227,4 +230,3 @@ class StreamScorer:
             events += self._events(stream, stream.threshold.finish(), self.clock())
             self.metrics.in_alarm.labels(stream.spacecraft, channel).set(0)
         return events
-

@@ -67,7 +67,9 @@ class RedisSink:
                 return await call()  # type: ignore[operator]
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self.metrics.sink_retries.labels("redis").inc()
-                log.warning("redis unavailable (%s: %s); retrying %s in %.1fs", type(exc).__name__, exc, what, delay)
+                log.warning(
+                    "redis unavailable (%s: %s); retrying %s in %.1fs", type(exc).__name__, exc, what, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(self.retry_cap_s, delay * 2)
 
@@ -75,7 +77,7 @@ class RedisSink:
         """Write one emission; False when it was already written."""
         payload = event.to_bytes().decode()
         keys = [EMITTED_KEY, STREAM_KEY, anomaly_key(event.event_id)]
-        args = [
+        args: list[str | int] = [
             event.emission_key,
             self.maxlen,
             event.event_id,
@@ -98,7 +100,7 @@ class RedisSink:
         async def write() -> None:
             pipe = self.client.pipeline(transaction=False)
             for channel, fields in states:
-                pipe.hset(channel_key(channel), mapping=dict(fields))
+                pipe.hset(channel_key(channel), mapping=dict(fields))  # type: ignore[arg-type]
             await pipe.execute()
 
         await self._retrying("channel states", write)

@@ -84,7 +84,8 @@ def anomalies_list(
 
     client = redis_client(settings_from(ctx))
     latest: dict[str, dict[str, Any]] = {}
-    for _, fields in client.xrange(STREAM_KEY):
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(STREAM_KEY)  # type: ignore[assignment]
+    for _, fields in entries:
         event = json.loads(fields[b"event"])
         latest[event["event_id"]] = event
     events = sorted(latest.values(), key=lambda e: (e["channel"], e["start_index"]))

@@ -1,0 +1,198 @@
+"""The worker's core, fed the real telemetry records of a channel, finds what the 2018 models find.
+
+Oracle: the streaming detector run over the 2018 reference predictions (``stream_detections``);
+the scorer computes its own predictions with the inference engine from the reference weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from model_store.engine import InferenceEngine
+from model_store.exceptions import ModelNotFound
+from model_store.weights import LstmWeights, read_keras2_h5
+from producers.dataset import TelemanomDataset
+from producers.messages import TelemetryMessage
+from producers.registry import ChannelSpec
+from stream_workers.channel_stream import ChannelStream
+from stream_workers.evaluation.detections import stream_detections
+from stream_workers.events import AnomalyEvent
+from stream_workers.metrics import WorkerMetrics
+from stream_workers.scoring import RecordRef, StreamScorer
+from stream_workers.thresholding.parameters import ThresholdParameters
+
+PARAMS = ThresholdParameters()
+
+
+class ReferenceModels:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.loaded: dict[str, LstmWeights] = {}
+
+    def get(self, channel: str) -> LstmWeights:
+        if channel not in self.loaded:
+            path = self.folder / f"{channel}.h5"
+            if not path.exists():
+                raise ModelNotFound(f"no model for {channel}")
+            self.loaded[channel] = read_keras2_h5(path, channel)
+        return self.loaded[channel]
+
+
+def make_scorer(nasa: TelemanomDataset, nasa_dir: Path) -> StreamScorer:
+    def spec(channel: str) -> ChannelSpec | None:
+        info = nasa.channels.get(channel)
+        if info is None:
+            return None
+        width = 25 if info.spacecraft == "SMAP" else 55
+        return ChannelSpec(
+            channel, info.spacecraft, width, f"telemetry.{info.spacecraft.lower()}.{channel}", "data"
+        )
+
+    return StreamScorer(
+        PARAMS,
+        ReferenceModels(nasa_dir / "reference-2018" / "models"),
+        InferenceEngine(),
+        spec,
+        WorkerMetrics.on(CollectorRegistry()),
+    )
+
+
+def records(channel: str, spacecraft: str, rows: np.ndarray, start_offset: int = 0) -> list[RecordRef]:
+    topic = f"telemetry.{spacecraft.lower()}.{channel}"
+    now = int(time.time() * 1000)
+    out = []
+    for index, row in enumerate(rows):
+        message = TelemetryMessage(
+            channel=channel,
+            spacecraft=spacecraft,
+            index=index,
+            event_time_ms=now + index,
+            values=row.tolist(),
+        )
+        out.append(RecordRef(topic, 0, start_offset + index, channel.encode(), message.to_bytes()))
+    return out
+
+
+def run(scorer: StreamScorer, batch: list[RecordRef], chunk: int) -> list[AnomalyEvent]:
+    events: list[AnomalyEvent] = []
+    for start in range(0, len(batch), chunk):
+        for record in batch[start : start + chunk]:
+            assert scorer.accept(record) is None
+        events += scorer.score()
+    return events
+
+
+@pytest.mark.parametrize("channel", ["D-14", "A-1", "P-1"])
+def test_scorer_matches_the_streaming_detector_on_reference_predictions(
+    nasa: TelemanomDataset, nasa_dir: Path, channel: str
+) -> None:
+    info = nasa.channels[channel]
+    test = nasa.load(channel)
+    scorer = make_scorer(nasa, nasa_dir)
+    events = run(scorer, records(channel, info.spacecraft, test), chunk=333)
+    events += scorer.close_idle(0)
+    reference = np.load(nasa_dir / "reference-2018" / "y_hat" / f"{channel}.npy")
+    expected = stream_detections(channel, reference, test[:, 0], PARAMS, backfill_warmup=True)
+    closed = [(e.start_index, e.end_index) for e in events if e.status == "closed"]
+    assert [(d.start, d.end) for d in expected] == closed[: len(expected)]
+    assert {e.event_id for e in events} == {e.event_id for e in events if e.status == "closed"}
+    assert (
+        scorer.metrics.points_scored.labels(info.spacecraft, channel)._value.get() == len(test) - PARAMS.l_s
+    )
+
+
+def test_snapshot_restore_mid_stream_changes_nothing(nasa: TelemanomDataset, nasa_dir: Path) -> None:
+    channel = "D-14"
+    info = nasa.channels[channel]
+    batch = records(channel, info.spacecraft, nasa.load(channel))
+    straight = make_scorer(nasa, nasa_dir)
+    expected = run(straight, batch, chunk=500) + straight.close_idle(0)
+
+    first = make_scorer(nasa, nasa_dir)
+    events = run(first, batch[:1300], chunk=500)
+    snapshot = first.streams[channel].snapshot()
+    second = make_scorer(nasa, nasa_dir)
+    second.streams[channel] = ChannelStream.restore(snapshot, PARAMS)
+    redelivered = batch[1000:1300]
+    for record in redelivered:
+        assert second.accept(record) is None
+    assert second.pending_windows() == 0
+    events += run(second, batch[1300:], chunk=500) + second.close_idle(0)
+    strip = [(e.event_id, e.status, e.start_index, e.end_index) for e in events]
+    assert strip == [(e.event_id, e.status, e.start_index, e.end_index) for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        (
+            b'{"schema":"tmstream.telemetry.v0","channel":"D-14","spacecraft":"MSL","index":0,'
+            b'"event_time_ms":0,"values":[0.1]}',
+            "wrong_schema",
+        ),
+        (
+            json.dumps(
+                {
+                    "schema": "tmstream.telemetry.v1",
+                    "channel": "D-14",
+                    "spacecraft": "MSL",
+                    "index": 0,
+                    "event_time_ms": 0,
+                    "values": [0.1, 0.2],
+                }
+            ).encode(),
+            "wrong_width",
+        ),
+        (
+            json.dumps(
+                {
+                    "schema": "tmstream.telemetry.v1",
+                    "channel": "Q-99",
+                    "spacecraft": "MSL",
+                    "index": 0,
+                    "event_time_ms": 0,
+                    "values": [0.1],
+                }
+            ).encode(),
+            "unknown_channel",
+        ),
+    ],
+)
+def test_bad_records_become_dead_letters(
+    nasa: TelemanomDataset, nasa_dir: Path, payload: bytes, reason: str
+) -> None:
+    scorer = make_scorer(nasa, nasa_dir)
+    key = b"Q-99" if reason == "unknown_channel" else b"D-14"
+    letter = scorer.accept(RecordRef("telemetry.msl.D-14", 0, 7, key, payload))
+    assert letter is not None and letter.reason == reason
+    assert letter.record.value == payload and letter.record.offset == 7
+
+
+def test_duplicate_and_out_of_order_indices(nasa: TelemanomDataset, nasa_dir: Path) -> None:
+    scorer = make_scorer(nasa, nasa_dir)
+    batch = records("D-14", "MSL", nasa.load("D-14")[:10])
+    for record in batch[:5]:
+        assert scorer.accept(record) is None
+    again = RecordRef(batch[4].topic, 0, 100, batch[4].key, batch[4].value)
+    older = RecordRef(batch[1].topic, 0, 101, batch[1].key, batch[1].value)
+    duplicate, out_of_order = scorer.accept(again), scorer.accept(older)
+    assert duplicate is not None and duplicate.reason == "duplicate_index"
+    assert out_of_order is not None and out_of_order.reason == "out_of_order_index"
+    assert scorer.accept(batch[3]) is None  # offset 3 was processed: a redelivery, skipped silently
+    assert scorer.streams["D-14"].next_index == 5
+
+
+def test_channel_without_model_is_counted_unscored(
+    nasa: TelemanomDataset, nasa_dir: Path, tmp_path: Path
+) -> None:
+    scorer = make_scorer(nasa, nasa_dir)
+    scorer.models = ReferenceModels(tmp_path)
+    run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400)
+    assert scorer.metrics.points_unscored.labels("MSL", "D-14", "no_model")._value.get() == 150
