@@ -29,6 +29,7 @@ from tmstream.settings import Settings
 log = logging.getLogger(__name__)
 NOMINAL_POINTS_PER_S = 1.0
 MAX_CHUNK = 1024
+PACING_TICK_S = 0.005  # paced replays send what is due at most every 5 ms, not point by point
 FAST_TUNING = ProducerTuning(linger_ms=20)
 PACED_TUNING = ProducerTuning(linger_ms=5)
 
@@ -186,7 +187,8 @@ class Replay:
                     return
             active = [c for c in active if c.left > 0]
             if rate is not None and active:
-                next_due = t0 + (min(c.handed for c in active) + 1) / rate
+                batch = max(1.0, rate * PACING_TICK_S)
+                next_due = t0 + (min(c.handed for c in active) + batch) / rate
                 self._stop.wait(max(0.0, next_due - time.monotonic()))
 
     def _cursors(self) -> tuple[list[ChannelCursor], dict[str, str]]:
