@@ -21,6 +21,8 @@ class WorkerMetrics:
     anomalies: Counter
     events_emitted: Counter
     sink_retries: Counter
+    last_value: Gauge
+    last_prediction: Gauge
     prediction_error: Gauge
     smoothed_error: Gauge
     threshold: Gauge
@@ -81,6 +83,15 @@ class WorkerMetrics:
             ),
             sink_retries=Counter(
                 "tmstream_sink_retries", "Sink writes retried after a failure", ("sink",), registry=registry
+            ),
+            last_value=Gauge(
+                "tmstream_last_value", "Telemetry value of the last scored point", ch, registry=registry
+            ),
+            last_prediction=Gauge(
+                "tmstream_last_prediction",
+                "Model prediction for the last scored point",
+                ch,
+                registry=registry,
             ),
             prediction_error=Gauge(
                 "tmstream_prediction_error", "Last absolute prediction error", ch, registry=registry

@@ -173,6 +173,8 @@ class StreamScorer:
         smoothed = threshold.smoothed[-1] if threshold is not None and threshold.smoothed else error
         epsilon = threshold.epsilon if threshold is not None and threshold.epsilon is not None else 0.0
         in_alarm = int(bool(threshold is not None and any(a.reported for a in threshold.in_progress)))
+        self.metrics.last_value.labels(*labels).set(actual)
+        self.metrics.last_prediction.labels(*labels).set(prediction)
         self.metrics.prediction_error.labels(*labels).set(error)
         self.metrics.smoothed_error.labels(*labels).set(smoothed)
         self.metrics.threshold.labels(*labels).set(epsilon)
