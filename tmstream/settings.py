@@ -144,6 +144,26 @@ class WorkerSettings(Section):
     topic_refresh_s: float = Field(5, gt=0)
 
 
+Priority = Literal["P1", "P2", "P3"]
+
+
+class WorkOrderSettings(Section):
+    """Maintenance work orders: their consumer group on the anomalies topic, due-time policy, API."""
+
+    group: str = "tmstream-workorders"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(6070, ge=1, le=65535)
+    due_hours: dict[Priority, float] = {"P1": 4.0, "P2": 24.0, "P3": 72.0}
+
+    @field_validator("due_hours")
+    @classmethod
+    def _every_priority(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = {"P1", "P2", "P3"} - set(value)
+        if missing or any(hours <= 0 for hours in value.values()):
+            raise ValueError(f"needs positive hours for P1, P2 and P3 (missing {sorted(missing)})")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TMSTREAM_",
@@ -164,6 +184,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     threshold: ThresholdSettings = ThresholdSettings()
     worker: WorkerSettings = WorkerSettings()
+    workorders: WorkOrderSettings = WorkOrderSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod
