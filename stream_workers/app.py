@@ -287,11 +287,14 @@ class ScoringWorker:
         self.metrics.assigned_partitions.set(len(app.consumer.assignment()))
 
         def reload() -> dict[str, bytes]:
-            latest = {
-                r.key.decode(): r.value
-                for r in read_topic(self.settings, self.settings.kafka.state_topic)
-                if r.key
-            }
+            latest: dict[str, bytes] = {}
+            for record in read_topic(self.settings, self.settings.kafka.state_topic):
+                if record.key is None:
+                    continue
+                if record.value is None:  # a tombstone: the channel's stream was reset
+                    latest.pop(record.key.decode(), None)
+                else:
+                    latest[record.key.decode()] = record.value
             self.anomaly_sink.load()
             return latest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import bench, data, evaluate, models, producers, stack, worker
+from tmstream.cli import bench, data, demo, evaluate, models, producers, stack, worker
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -30,6 +30,7 @@ app.command("train")(models.train)
 app.command("predict")(models.predict)
 app.add_typer(bench.app, name="bench")
 app.command("worker")(worker.worker)
+app.command("demo")(demo.demo)
 app.add_typer(worker.alerts_app, name="alerts")
 app.add_typer(worker.anomalies_app, name="anomalies")
 

@@ -26,13 +26,13 @@ def worker(
     ScoringWorker(settings, name=name).run()
 
 
-def _event_line(event: dict[str, Any]) -> str:
+def event_line(event: dict[str, Any]) -> str:
+    """One short line per event (fits 80 columns; ``--json`` has every field)."""
     colour = {"critical": "red", "warning": "yellow"}.get(event["severity"], "cyan")
     return (
         f"[{colour}]{event['severity']:8}[/] {event['status']:7} {event['spacecraft']:4} "
         f"{event['channel']:6} rows {event['start_index']}-{event['end_index']} "
-        f"score {event['score']:.3f} ({event['subsystem']}, model v{event['model_version']}) "
-        f"id {event['event_id']}"
+        f"score {event['score']:.2f} {event['subsystem']} {event['event_id'][:8]}"
     )
 
 
@@ -66,7 +66,7 @@ def alerts_tail(
             if as_json:
                 print(json.dumps(event, sort_keys=True), flush=True)
             else:
-                console.print(_event_line(event), highlight=False)
+                console.print(event_line(event), highlight=False)
     finally:
         consumer.close()
 
@@ -98,5 +98,5 @@ def anomalies_list(
         emit_json(events)
         return
     for event in events:
-        console.print(_event_line(event), highlight=False)
+        console.print(event_line(event), highlight=False)
     console.print(f"{len(events)} anomalies")
