@@ -316,10 +316,11 @@ def _summary(
                   str(total.false_positives), str(total.fn), f"{total.precision:.0%}", f"{total.recall:.0%}",
                   style="bold")  # fmt: skip
     console.print(table)
+    kafka = settings.kafka
     console.print(
         "where to look:\n"
         f"  Prometheus   {settings.prometheus.effective_url}/graph?g0.expr=tmstream_points_scored_total\n"
-        f"  topic        kcat -C -b {settings.kafka.bootstrap_servers} -e -t {settings.kafka.anomalies_topic}\n"
+        f"  topic        kcat -C -e -b {kafka.bootstrap_servers} -t {kafka.anomalies_topic}\n"
         f"  Redis        XRANGE tmstream:anomalies - +   |   HGETALL tmstream:channel:{channels[0]}\n"
         f"  CLI          tmstream anomalies list   |   tmstream alerts tail\n"
         f"  worker log   {log}\n"
