@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import bench, data, demo, evaluate, models, producers, stack, worker
+from tmstream.cli import bench, data, demo, evaluate, models, producers, stack, worker, workorders
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -33,6 +33,7 @@ app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.add_typer(worker.alerts_app, name="alerts")
 app.add_typer(worker.anomalies_app, name="anomalies")
+app.add_typer(workorders.app, name="workorders")
 
 
 @app.callback()
