@@ -12,7 +12,7 @@ from typing import Protocol
 from tmstream.exceptions import StackError
 from tmstream.settings import Settings
 from tmstream.stack.kafka import KafkaService
-from tmstream.stack.process import ServiceProcess
+from tmstream.stack.process import ServiceProcess, wait_until
 from tmstream.stack.prometheus import PrometheusService
 from tmstream.stack.redis import RedisService
 
@@ -35,8 +35,6 @@ class Service(Protocol):
 
     def start(self) -> None: ...
 
-    def wait_ready(self, timeout: float) -> bool: ...
-
 
 @dataclass(frozen=True)
 class ServiceStatus:
@@ -50,6 +48,12 @@ class ServiceStatus:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _wait_ready(service: Service, timeout: float) -> bool:
+    """Until the service answers, or its process died while starting (then fail at once)."""
+    wait_until(lambda: service.healthy() or service.process.exited_early(), timeout, 0.5)
+    return service.healthy()
 
 
 class LocalStack:
@@ -78,7 +82,7 @@ class LocalStack:
                 service.process.stop()
             service.preflight()
             service.start()
-            if not service.wait_ready(READY_TIMEOUT_S[service.name]):
+            if not _wait_ready(service, READY_TIMEOUT_S[service.name]):
                 tail = service.process.log_tail()
                 service.process.stop()
                 raise StackError(

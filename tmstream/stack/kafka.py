@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tmstream.exceptions import StackError
 from tmstream.settings import PROJECT_ROOT, Settings
-from tmstream.stack.process import ServiceProcess, port_is_free, wait_until
+from tmstream.stack.process import ServiceProcess, port_is_free
 
 POM = PROJECT_ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 ARCHIVE_URL = "https://archive.apache.org/dist/kafka/{v}/kafka_2.13-{v}.tgz"
@@ -208,8 +208,3 @@ class KafkaService:
              f"-Dlog4j.configuration=file:{log4j}", f"-Dlog4j2.configurationFile={log4j2}",
              "-cp", classpath, "kafka.Kafka", str(config)],
         )  # fmt: skip
-
-    def wait_ready(self, timeout: float) -> bool:
-        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout, 0.5) and (
-            self.healthy()
-        )

@@ -17,7 +17,7 @@ import yaml
 
 from tmstream.exceptions import StackError
 from tmstream.settings import PROJECT_ROOT, Settings
-from tmstream.stack.process import ServiceProcess, port_is_free, wait_until
+from tmstream.stack.process import ServiceProcess, port_is_free
 
 RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
 
@@ -103,6 +103,3 @@ class PrometheusService:
                 "--storage.tsdb.retention.time=7d",
             ]
         )
-
-    def wait_ready(self, timeout: float) -> bool:
-        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (self.healthy())

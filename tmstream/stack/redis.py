@@ -8,7 +8,7 @@ import redis
 
 from tmstream.exceptions import StackError
 from tmstream.settings import Settings
-from tmstream.stack.process import ServiceProcess, port_is_free, wait_until
+from tmstream.stack.process import ServiceProcess, port_is_free
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -61,14 +61,10 @@ class RedisService:
             "save 60 1000",
             "daemonize no",
         ]
-        config = folder / "redis.conf"
-        config.write_text("\n".join(lines) + "\n")
-        config.chmod(0o600)
-        command = ["redis-server", str(config)]
         if self.settings.redis.password:
-            # Passed on the command line of a local process only, never written to a log.
-            command += ["--requirepass", self.settings.redis.password.get_secret_value()]
-        self.process.start(command)
-
-    def wait_ready(self, timeout: float) -> bool:
-        return wait_until(lambda: self.healthy() or self.process.exited_early(), timeout) and (self.healthy())
+            lines.append(f"requirepass {self.settings.redis.password.get_secret_value()}")
+        config = folder / "redis.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)  # it may hold the password: readable by its owner only
+        config.write_text("\n".join(lines) + "\n")
+        self.process.start(["redis-server", str(config)])
