@@ -8,7 +8,19 @@ from pathlib import Path
 
 import typer
 
-from tmstream.cli import bench, data, demo, evaluate, models, producers, stack, worker, workorders
+from tmstream.cli import (
+    bench,
+    dashboards,
+    data,
+    demo,
+    evaluate,
+    models,
+    producers,
+    report,
+    stack,
+    worker,
+    workorders,
+)
 from tmstream.cli.context import err_console
 from tmstream.exceptions import TmstreamError
 
@@ -25,6 +37,7 @@ app.add_typer(producers.topics_app, name="topics")
 app.add_typer(producers.channels_app, name="channels")
 app.command("replay")(producers.replay)
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 app.add_typer(models.app, name="models")
 app.command("train")(models.train)
 app.command("predict")(models.predict)
@@ -34,6 +47,7 @@ app.command("demo")(demo.demo)
 app.add_typer(worker.alerts_app, name="alerts")
 app.add_typer(worker.anomalies_app, name="anomalies")
 app.add_typer(workorders.app, name="workorders")
+app.add_typer(dashboards.app, name="dashboards")
 
 
 @app.callback()
