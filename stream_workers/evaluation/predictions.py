@@ -2,8 +2,8 @@
 
 ``NAMED_SOURCES`` is the extension point: a name given to ``tmstream evaluate --predictions`` maps to
 a factory building a ``PredictionSource`` from the settings. ``reference`` is the 2018 run's y_hat;
-a model-store source (e.g. a registered model alias run through the inference engine) is added by
-registering another factory here.
+``alias:<alias>`` (``tmstream evaluate --alias``) runs the registered model an MLflow alias points
+to through the inference engine, so a model is judged on exactly what the worker would predict.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from model_store.registry import ALIASES
+from producers.dataset import TelemanomDataset
 from tmstream.exceptions import DataError
 from tmstream.settings import Settings
 
@@ -25,6 +27,9 @@ class PredictionSource(Protocol):
     def name(self) -> str: ...
 
     def predictions(self, channel: str) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Release what the source holds (the engine's threads); the source is not used after."""
 
 
 class PredictionFolder:
@@ -51,13 +56,61 @@ class PredictionFolder:
             raise DataError(f"{path}: expected a 1-D prediction array, found shape {values.shape}")
         return values.astype(np.float64)
 
+    def close(self) -> None:
+        """Nothing is held between calls."""
+
+
+class RegistryPredictions:
+    """Predictions of the model an MLflow alias points to, per channel, by the inference engine.
+
+    Aligned like the 2018 y_hat (element i from test rows i..i+l_s-1, rows - l_s - n_predictions
+    of them); the engine tracks Keras to ~1e-6, so ``alias:reference`` scores like ``reference``.
+    ``versions`` records the model version used per channel (the evaluation run logs it).
+    """
+
+    def __init__(self, settings: Settings, alias: str) -> None:
+        from model_store.engine import InferenceEngine
+        from model_store.registry import ModelRegistry
+
+        self.alias = alias
+        self.registry = ModelRegistry(settings)
+        self.engine = InferenceEngine()
+        self.dataset = TelemanomDataset(settings.data_dir)
+        self.versions: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        return f"alias:{self.alias}"
+
+    def predictions(self, channel: str) -> np.ndarray:
+        weights = self.registry.load_alias(channel, self.alias)
+        rows = self.dataset.load(channel)
+        predicted = self.engine.predict_series(weights, rows)
+        self.versions[channel] = weights.version
+        return predicted[: len(rows) - weights.l_s - weights.n_predictions]
+
+    def close(self) -> None:
+        self.engine.close()
+
 
 def reference_predictions(settings: Settings) -> PredictionSource:
     """The KDD 2018 run's predictions shipped with the data set."""
     return PredictionFolder(settings.data_dir / "reference-2018" / "y_hat", name="reference")
 
 
-NAMED_SOURCES: dict[str, Callable[[Settings], PredictionSource]] = {"reference": reference_predictions}
+def alias_predictions(alias: str) -> Callable[[Settings], PredictionSource]:
+    """Factory of a registry alias's predictions (registered as ``alias:<alias>``)."""
+
+    def build(settings: Settings) -> PredictionSource:
+        return RegistryPredictions(settings, alias)
+
+    return build
+
+
+NAMED_SOURCES: dict[str, Callable[[Settings], PredictionSource]] = {
+    "reference": reference_predictions,
+    **{f"alias:{alias}": alias_predictions(alias) for alias in ALIASES},
+}
 
 
 def resolve_predictions(spec: str, settings: Settings) -> PredictionSource:

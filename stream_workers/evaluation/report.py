@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from producers.dataset import TelemanomDataset
 from stream_workers.evaluation.detections import DetectorKind, ScoredRange, channel_detections
 from stream_workers.evaluation.predictions import PredictionSource
@@ -95,6 +97,20 @@ class EvaluationReport:
         }
 
 
+def checked_predictions(
+    source: PredictionSource, channel: str, test_rows: int, params: ThresholdParameters
+) -> np.ndarray:
+    """A channel's predictions, refused unless aligned like the 2018 y_hat (a wrong model or file)."""
+    predictions = source.predictions(channel)
+    expected = test_rows - params.l_s - params.n_predictions
+    if len(predictions) != expected:
+        raise DataError(
+            f"{source.name}: {len(predictions)} predictions for channel {channel}, "
+            f"expected {expected} (test rows - l_s - n_predictions)"
+        )
+    return predictions
+
+
 def evaluate_streams(
     dataset: TelemanomDataset,
     streams: Sequence[LabelledStream],
@@ -103,25 +119,33 @@ def evaluate_streams(
     params: ThresholdParameters,
     on_stream: Callable[[LabelledStream], None] | None = None,
 ) -> EvaluationReport:
-    """Detect and score every stream; ``on_stream`` is called after each (progress display).
+    """Threshold each channel's predictions with the chosen detector and score every stream."""
 
+    def detect(channel: str) -> list[ScoredRange]:
+        telemetry = dataset.load(channel)[:, 0]
+        predictions = checked_predictions(source, channel, len(telemetry), params)
+        return channel_detections(detector, channel, predictions, telemetry, params)
+
+    return score_streams(streams, detect, detector, source.name, on_stream)
+
+
+def score_streams(
+    streams: Sequence[LabelledStream],
+    detect: Callable[[str], list[ScoredRange]],
+    detector: str,
+    predictions: str,
+    on_stream: Callable[[LabelledStream], None] | None = None,
+) -> EvaluationReport:
+    """Score every stream's detections; ``on_stream`` is called after each (progress display).
+
+    detect: a channel's detections, by thresholding predictions or read from recorded events.
     A channel listed twice in the label file is detected once and scored against each row.
     """
     cache: dict[str, list[ScoredRange]] = {}
     results = []
     for stream in streams:
         if stream.channel not in cache:
-            telemetry = dataset.load(stream.channel)[:, 0]
-            predictions = source.predictions(stream.channel)
-            expected = len(telemetry) - params.l_s - params.n_predictions
-            if len(predictions) != expected:
-                raise DataError(
-                    f"{source.name}: {len(predictions)} predictions for channel {stream.channel}, "
-                    f"expected {expected} (test rows - l_s - n_predictions)"
-                )
-            cache[stream.channel] = channel_detections(
-                detector, stream.channel, predictions, telemetry, params
-            )
+            cache[stream.channel] = detect(stream.channel)
         detections = cache[stream.channel]
         counts = score_channel(
             [(d.start, d.end) for d in detections], stream.info.sequences, stream.info.test_rows
@@ -129,4 +153,4 @@ def evaluate_streams(
         results.append(StreamResult(stream, tuple(detections), counts))
         if on_stream is not None:
             on_stream(stream)
-    return EvaluationReport(detector=detector, predictions=source.name, streams=tuple(results))
+    return EvaluationReport(detector=detector, predictions=predictions, streams=tuple(results))

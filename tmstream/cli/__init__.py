@@ -16,6 +16,7 @@ from tmstream.cli import (
     evaluate,
     models,
     producers,
+    report,
     stack,
     worker,
     workorders,
@@ -36,6 +37,7 @@ app.add_typer(producers.topics_app, name="topics")
 app.add_typer(producers.channels_app, name="channels")
 app.command("replay")(producers.replay)
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 app.add_typer(models.app, name="models")
 app.command("train")(models.train)
 app.command("predict")(models.predict)

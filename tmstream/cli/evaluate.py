@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from model_store.registry import ALIASES
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.predictions import resolve_predictions
-from stream_workers.evaluation.report import EvaluationReport, evaluate_streams
+from stream_workers.evaluation.predictions import RegistryPredictions, resolve_predictions
+from stream_workers.evaluation.recorded import closed_detections, read_events
+from stream_workers.evaluation.report import EvaluationReport, evaluate_streams, score_streams
 from stream_workers.evaluation.scoring import Counts
 from stream_workers.evaluation.streams import LabelledStream, labelled_streams
+from stream_workers.evaluation.tracking import EXPERIMENT, EvaluationRun, log_evaluation
 from stream_workers.thresholding.parameters import ThresholdParameters
 from tmstream.cli.context import console, emit_json, err_console, settings_from
 from tmstream.exceptions import TmstreamError
@@ -22,6 +35,11 @@ from tmstream.exceptions import TmstreamError
 class DetectorSource(StrEnum):
     batch = "batch"
     stream = "stream"
+
+
+class EventOrigins(StrEnum):
+    redis = "redis"
+    kafka = "kafka"
 
 
 class EvaluationError(TmstreamError):
@@ -33,15 +51,26 @@ def evaluate(
     source: DetectorSource = typer.Option(
         DetectorSource.batch, "--source", help="batch: the 2018 batch run; stream: the causal detector."
     ),
-    predictions: str = typer.Option(
-        "reference",
+    predictions: str | None = typer.Option(
+        None,
         "--predictions",
-        help="'reference' (the 2018 run's y_hat) or a folder of <channel>.npy predictions.",
+        help="'reference' (the 2018 run's y_hat, the default), 'alias:<alias>' or a folder of <channel>.npy.",
+    ),
+    alias: str | None = typer.Option(
+        None, "--alias", help=f"Predict with the registered model under this alias ({', '.join(ALIASES)})."
+    ),
+    events: EventOrigins | None = typer.Option(
+        None,
+        "--events",
+        help="With --source stream: score the closed events a real replay produced (Redis or the topic).",
     ),
     spacecraft: str | None = typer.Option(None, "--spacecraft", help="SMAP or MSL."),
     channels: str | None = typer.Option(None, "--channels", help="Comma-separated channels, e.g. A-1,P-1."),
     out: Path | None = typer.Option(None, "--out", help="Write per-channel and summary rows as CSV."),
     json_output: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    mlflow: bool = typer.Option(
+        True, "--mlflow/--no-mlflow", help="Log the run to MLflow (experiment tmstream-evaluation)."
+    ),
 ) -> None:
     """Detect and score anomalies on the test split (Telemanom's sequence-overlap scoring)."""
     settings = settings_from(ctx)
@@ -50,30 +79,71 @@ def evaluate(
     streams = labelled_streams(dataset, spacecraft, wanted)
     if not streams:
         raise EvaluationError("no channel matches the --spacecraft/--channels filter")
-    prediction_source = resolve_predictions(predictions, settings)
     params = ThresholdParameters.from_settings(settings)
+    with stream_progress(f"{source.value} thresholding", len(streams)) as advance:
+        if events is not None:
+            if source is not DetectorSource.stream or predictions or alias:
+                raise EvaluationError("--events reads a replay's events: use it with --source stream only")
+            recorded = closed_detections(read_events(settings, events.value))
+            run = EvaluationRun(f"stream-{events.value}", f"{events.value} events", params)
+            report = score_streams(
+                streams, lambda channel: recorded.get(channel, []), run.source, run.predictions, advance
+            )
+        else:
+            prediction_source = resolve_predictions(prediction_spec(predictions, alias), settings)
+            try:
+                report = evaluate_streams(dataset, streams, prediction_source, source.value, params, advance)
+            finally:
+                prediction_source.close()
+            versions: dict[str, str] = {}
+            if isinstance(prediction_source, RegistryPredictions):
+                versions = prediction_source.versions
+            run = EvaluationRun(source.value, prediction_source.name, params, alias, model_versions=versions)
+    if out is not None:
+        report.write_csv(out)
+    run_id = None
+    if mlflow:
+        run = replace(run, spacecraft=spacecraft, channels=tuple(wanted) if wanted else None)
+        run_id = log_evaluation(settings, run, report)
+    if json_output:
+        emit_json({**report.to_json(), "mlflow_run_id": run_id})
+        return
+    console.print(summary_table(report))
+    if out is not None:
+        console.print(f"wrote {out}")
+    if run_id is not None:
+        console.print(f"MLflow run {run_id} (experiment {EXPERIMENT})")
+
+
+def prediction_spec(predictions: str | None, alias: str | None) -> str:
+    """The prediction source named by --predictions or --alias (not both); the 2018 y_hat by default."""
+    if alias is None:
+        return predictions or "reference"
+    if predictions is not None:
+        raise EvaluationError("give --predictions or --alias, not both")
+    if alias not in ALIASES:
+        raise EvaluationError(f"unknown alias {alias!r}; expected one of {', '.join(ALIASES)}")
+    return f"alias:{alias}"
+
+
+@contextmanager
+def stream_progress(description: str, total: int) -> Iterator[Callable[[LabelledStream], None]]:
+    """A progress bar on stderr, advanced once per stream (predicting all channels takes minutes)."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err_console,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"{source.value} thresholding", total=len(streams))
+        task = progress.add_task(description, total=total)
 
         def advance(stream: LabelledStream) -> None:
-            progress.update(task, advance=1, description=f"{source.value} thresholding {stream.channel}")
+            progress.update(task, advance=1, description=f"{description} {stream.channel}")
 
-        report = evaluate_streams(dataset, streams, prediction_source, source.value, params, advance)
-    if out is not None:
-        report.write_csv(out)
-    if json_output:
-        emit_json(report.to_json())
-        return
-    console.print(summary_table(report))
-    if out is not None:
-        console.print(f"wrote {out}")
+        yield advance
 
 
 def summary_table(report: EvaluationReport) -> Table:

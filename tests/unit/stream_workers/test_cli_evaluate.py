@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 def run(nasa_dir, *args: str):
-    return runner.invoke(app, ["--data-dir", str(nasa_dir), "evaluate", *args])
+    return runner.invoke(app, ["--data-dir", str(nasa_dir), "evaluate", "--no-mlflow", *args])
 
 
 def test_json_report_matches_the_2018_log_for_chosen_channels(nasa_dir, logged_streams):
