@@ -34,7 +34,7 @@ CASES = [
         "channels-add-bad-width",
         ["channels", "add", "--channel", "X-1", "--spacecraft", "SMAP", "--features", "0"],
         {},
-        "0",
+        "--features",
     ),
     ("demo-unknown-setting", ["demo"], {"TMSTREAM_WORKER_MAX_BATCH": "0"}, "worker.max_batch"),
     ("bench-unknown", ["bench", "no-such-benchmark"], {}, "no-such-benchmark"),
