@@ -142,3 +142,31 @@ def test_bad_messages_from_kcat_land_in_the_dead_letter_topic(pipeline, payload:
     headers, value = dead.stdout.strip().split("|", 1)
     assert value == payload
     assert f"reason={reason}" in headers and f"source_topic={topic}" in headers
+
+
+def test_commits_and_heartbeats_continue_while_scoring(pipeline) -> None:
+    """Scoring runs off Faust's event loop: while a long channel is scored, offsets keep being
+    committed and the group keeps its one member (no session timeout, no rebalance)."""
+    from kafka.admin import KafkaAdminClient
+
+    pipeline.start_worker()
+    pipeline.wait_ready()
+    settings = pipeline.settings
+    group = pipeline.env["TMSTREAM_WORKER_GROUP"]
+    admin = KafkaAdminClient(**settings.kafka.client_options())
+    try:
+        members = {m["member_id"] for m in admin.describe_groups([group])[group]["members"]}
+        assert len(members) == 1
+        result = pipeline.tmstream("replay", "--channels", "P-1", "--max")
+        assert result.returncode == 0, result.stderr
+        commits: list[int] = []
+        while scored(pipeline) < EXPECTED_SCORED["P-1"]:
+            offsets = admin.list_group_offsets(group)[group]
+            commits.append(sum(o.offset for tp, o in offsets.items() if tp.topic.endswith(".P-1")))
+            described = admin.describe_groups([group])[group]
+            assert described["group_state"] == "Stable"
+            assert {m["member_id"] for m in described["members"]} == members
+        assert len(set(commits)) >= 3, f"offsets committed during scoring: {sorted(set(commits))}"
+        assert commits == sorted(commits)
+    finally:
+        admin.close()
