@@ -12,7 +12,8 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,31 @@ def tracking_uri(settings: Settings) -> str:
     if configured:
         return configured
     return f"sqlite:///{settings.state_dir / 'mlflow' / 'mlflow.db'}"
+
+
+FLUENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def fluent_tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.start_run`` …) at ``uri`` for one block only.
+
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which every child process would
+    inherit (a worker started later would then read another registry); the variables are restored.
+    """
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in FLUENT_ENV}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from model_store.exceptions import TrainingError
-from model_store.registry import ModelRegistry, model_name
+from model_store.registry import ModelRegistry, fluent_tracking, model_name
 from producers.dataset import TelemanomDataset
 from tmstream.settings import ModelSettings, Settings
 
@@ -76,8 +76,6 @@ def train_channel(
     train = TelemanomDataset(settings.data_dir).load(channel, "train")
     windows = training_windows(train, model_settings, channel)
     model = build_model(model_settings, train.shape[1])
-    mlflow.set_tracking_uri(registry.uri)
-    mlflow.set_registry_uri(registry.uri)
     registry.ensure_registered_model(channel)
     epochs = model_settings.epochs
 
@@ -89,11 +87,14 @@ def train_channel(
                 on_epoch(channel, epoch + 1, epochs, values)
 
     started = time.perf_counter()
-    with mlflow.start_run(
-        experiment_id=registry.experiment_id(),
-        run_name=f"train-{channel}",
-        tags={"channel": channel, "source": "trained"},
-    ) as run:
+    with (
+        fluent_tracking(registry.uri),
+        mlflow.start_run(
+            experiment_id=registry.experiment_id(),
+            run_name=f"train-{channel}",
+            tags={"channel": channel, "source": "trained"},
+        ) as run,
+    ):
         mlflow.log_params(
             {
                 "channel": channel,

@@ -6,6 +6,7 @@ events, so the same code is tested directly against the 2018 predictions and lab
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,12 @@ from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import Detection
+
+log = logging.getLogger(__name__)
+
+
+class ModelMismatch(ModelStoreError):
+    """The champion's input (window length, width) does not fit the channel's stream."""
 
 
 class ModelLookup(Protocol):
@@ -142,12 +149,23 @@ class StreamScorer:
         labels = (stream.spacecraft, stream.channel)
         try:
             weights = self.models.get(stream.channel)
+            if (weights.l_s, weights.n_features) != (self.params.l_s, stream.features):
+                raise ModelMismatch(
+                    f"channel {stream.channel} model version {weights.version}: input "
+                    f"({weights.l_s}, {weights.n_features}), stream ({self.params.l_s}, {stream.features})"
+                )
             predictions = self.engine.predict_series(weights, work.rows)
         except ModelNotFound:
             self.metrics.points_unscored.labels(*labels, "no_model").inc(work.count)
             stream.threshold = None
             return []
-        except ModelStoreError:
+        except ModelMismatch as exc:
+            log.error("%s; points left unscored", exc)
+            self.metrics.points_unscored.labels(*labels, "model_mismatch").inc(work.count)
+            stream.threshold = None
+            return []
+        except ModelStoreError as exc:
+            log.error("channel %s: %s; points left unscored", stream.channel, exc)
             self.metrics.points_unscored.labels(*labels, "model_error").inc(work.count)
             stream.threshold = None
             return []

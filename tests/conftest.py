@@ -12,6 +12,14 @@ from tmstream.settings import PROJECT_ROOT, Settings, load_settings
 NASA_DIR = (PROJECT_ROOT.parent / "shared" / "nasa").resolve()
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_mlflow_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's fluent API exports MLFLOW_TRACKING_URI; a test must not hand its registry to the next
+    test's worker processes, so the variables are restored after every test."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def nasa_dir() -> Path:
     if not (NASA_DIR / "labeled_anomalies.csv").is_file():

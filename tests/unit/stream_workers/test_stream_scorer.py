@@ -196,3 +196,17 @@ def test_channel_without_model_is_counted_unscored(
     scorer.models = ReferenceModels(tmp_path)
     run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400)
     assert scorer.metrics.points_unscored.labels("MSL", "D-14", "no_model")._value.get() == 150
+
+
+def test_model_that_does_not_fit_the_stream_leaves_points_unscored(
+    nasa: TelemanomDataset, nasa_dir: Path
+) -> None:
+    """A champion trained with another window length is reported, not a crash of the agent."""
+    import dataclasses
+
+    scorer = make_scorer(nasa, nasa_dir)
+    models = ReferenceModels(nasa_dir / "reference-2018" / "models")
+    models.loaded["D-14"] = dataclasses.replace(models.get("D-14"), l_s=50)
+    scorer.models = models
+    assert run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400) == []
+    assert scorer.metrics.points_unscored.labels("MSL", "D-14", "model_mismatch")._value.get() == 150
