@@ -188,6 +188,13 @@ class Configuration:
         except (OSError, ValueError):
             return False
 
+    def answers(self, name: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
     def log(self, name: str) -> str:
         return (self.folder / f"worker-{name}.log").read_text(errors="replace")
 
@@ -278,6 +285,22 @@ def import_models(channels: tuple[str, ...]) -> None:
     )
 
 
+def single_partition_split(stack: Settings, folder: Path, workers: int = 2) -> list[int]:
+    """Partitions each of ``workers`` workers holds when every telemetry topic has one partition."""
+    found = Configuration(stack, folder, CHANNELS, partitions=1)
+    try:
+        found.tmstream("topics", "create")
+        for index in range(1, workers + 1):
+            found.start_worker(f"w{index}")
+            if index == 1:
+                found.wait_ready(["w1"], 120)
+        wait_for(lambda: all(found.answers(name) for name in found.processes), 120, "workers up")
+        time.sleep(15)  # past the rebalance the late workers trigger
+        return [round(metric_sum(port, "tmstream_assigned_partitions")) for port in found.ports.values()]
+    finally:
+        found.close()
+
+
 def summary(result: ConfigurationResult) -> dict[str, Any]:
     return {
         "points_per_s": result.points_per_s,
@@ -304,4 +327,5 @@ def run() -> dict[str, Any]:
             result = config.measure()
         baseline = result.closed_events if baseline is None else baseline
         results[f"workers_{count}"] = {**summary(result), "same_events": result.closed_events == baseline}
+    results["one_partition_two_workers_assigned"] = single_partition_split(stack, folder)
     return results
