@@ -24,6 +24,14 @@ from dashboards.panels import (
 FOLDER_UID = "tmstream"
 FOLDER_TITLE = "tmstream"
 CHANNEL = '{spacecraft="$spacecraft",channel="$channel"}'
+# While the channel is in alarm, and for a minute after each anomaly opens. The second and third
+# parts catch anomalies shorter than a scrape interval (common in fast replays): a new anomaly
+# bumps the counter (`changes`), and the first one creates the series (present, absent 1 m ago).
+ANOMALY_ANNOTATION = (
+    f"max(tmstream_channel_in_alarm{CHANNEL}) == 1"
+    f" or sum(changes(tmstream_anomalies_total{CHANNEL}[1m])) > 0"
+    f" or sum(tmstream_anomalies_total{CHANNEL} unless tmstream_anomalies_total{CHANNEL} offset 1m) > 0"
+)
 
 
 def _board(uid: str, title: str, description: str) -> Dashboard:
@@ -176,7 +184,7 @@ def channel_drilldown() -> Dashboard:
         .datasource(DATASOURCE)
         .enable(True)
         .icon_color("red")
-        .expr(f"max(tmstream_channel_in_alarm{CHANNEL}) == 1")
+        .expr(ANOMALY_ANNOTATION)
     )
     return (
         _board("tmstream-channel", "tmstream — channel", "One channel: telemetry, model, errors, threshold.")

@@ -82,6 +82,9 @@ class WorkOrderService:
             group_id=self.settings.workorders.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A group joined before the topic's metadata arrived is assigned nothing until the next
+            # metadata refresh (5 min by default): refresh often, the request is tiny.
+            metadata_max_age_ms=5000,
         )
         self.consumer_alive = True
         try:
