@@ -13,6 +13,7 @@ from typing import Literal
 
 from stream_workers.evaluation.detections import ScoredRange
 from stream_workers.events import AnomalyEvent
+from tmstream.exceptions import StackError
 from tmstream.settings import Settings
 
 EventOrigin = Literal["redis", "kafka"]
@@ -36,8 +37,16 @@ def redis_events(settings: Settings) -> Iterator[AnomalyEvent]:
         yield AnomalyEvent.from_bytes(fields[b"event"])
 
 
-def read_events(settings: Settings, origin: EventOrigin) -> Iterator[AnomalyEvent]:
-    return kafka_events(settings) if origin == "kafka" else redis_events(settings)
+def read_events(settings: Settings, origin: EventOrigin) -> list[AnomalyEvent]:
+    """All recorded events of one origin; an unreachable broker or Redis is a StackError."""
+    from kafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    where = settings.kafka.bootstrap_servers if origin == "kafka" else settings.redis.effective_url
+    try:
+        return list(kafka_events(settings) if origin == "kafka" else redis_events(settings))
+    except (KafkaError, RedisError) as exc:
+        raise StackError(f"cannot read the anomaly events from {origin} at {where}: {exc}") from exc
 
 
 def closed_detections(events: Iterable[AnomalyEvent]) -> dict[str, list[ScoredRange]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream_workers.evaluation.detections import ScoredRange
-from stream_workers.evaluation.recorded import closed_detections
+from stream_workers.evaluation.recorded import closed_detections, read_events
 from stream_workers.events import AnomalyEvent, event_id_for
+from tmstream.exceptions import StackError
 
 
 def event(channel: str, start: int, end: int, status: str, score: float = 0.5, version: str = "1"):
@@ -54,3 +57,9 @@ def test_an_anomaly_emitted_twice_counts_once_with_its_last_closed_range():
 def test_the_same_range_from_two_model_versions_is_two_anomalies():
     found = closed_detections([event("P-1", 100, 150, "closed", version=v) for v in ("1", "2")])
     assert len(found["P-1"]) == 2
+
+
+def test_an_unreachable_redis_is_one_clear_error(test_settings):
+    test_settings.redis.port = 1
+    with pytest.raises(StackError, match=r"from redis at redis://127\.0\.0\.1:1/"):
+        read_events(test_settings, "redis")
