@@ -32,11 +32,14 @@ def render_channel(
     for axis, title in zip(axes, PANELS, strict=True):
         legends = {t["expr"]: t.get("legendFormat", "") for p in board["panels"] if p["title"] == title
                    for t in p["targets"]}  # fmt: skip
-        for panel_query in (q for q in queries if q.panel == title):
+        for colour, panel_query in enumerate(q for q in queries if q.panel == title):
+            # One colour and one legend entry per query, however many worker instances reported it.
+            label: str | None = legends[panel_query.expr]
             for series in api.range(substitute(panel_query.expr, values), start, end, step):
                 times = [datetime.fromtimestamp(float(t), UTC) for t, _ in series["values"]]
-                axis.plot(times, [float(v) for _, v in series["values"]], label=legends[panel_query.expr])
+                axis.plot(times, [float(v) for _, v in series["values"]], color=f"C{colour}", label=label)
                 samples += len(times)
+                label = None
         alarm = substitute(next(q.expr for q in queries if q.panel.startswith("annotation")), values)
         for series in api.range(alarm, start, end, step):
             for t, _ in series["values"]:
