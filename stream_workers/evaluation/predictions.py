@@ -66,6 +66,10 @@ class RegistryPredictions:
     Aligned like the 2018 y_hat (element i from test rows i..i+l_s-1, rows - l_s - n_predictions
     of them); the engine tracks Keras to ~1e-6, so ``alias:reference`` scores like ``reference``.
     ``versions`` records the model version used per channel (the evaluation run logs it).
+
+    Predicting all 82 test splits takes minutes, so each result is kept under
+    ``<state_dir>/predictions/<channel>/<weights sha256>-<rows>.npy``: a model's weights and the
+    test split decide the predictions, so a promotion or a new version is never served stale ones.
     """
 
     def __init__(self, settings: Settings, alias: str) -> None:
@@ -76,6 +80,7 @@ class RegistryPredictions:
         self.registry = ModelRegistry(settings)
         self.engine = InferenceEngine()
         self.dataset = TelemanomDataset(settings.data_dir)
+        self.cache_dir = settings.state_dir / "predictions"
         self.versions: dict[str, str] = {}
 
     @property
@@ -85,9 +90,17 @@ class RegistryPredictions:
     def predictions(self, channel: str) -> np.ndarray:
         weights = self.registry.load_alias(channel, self.alias)
         rows = self.dataset.load(channel)
-        predicted = self.engine.predict_series(weights, rows)
         self.versions[channel] = weights.version
-        return predicted[: len(rows) - weights.l_s - weights.n_predictions]
+        cached = self.cache_dir / channel / f"{weights.content_hash()}-{len(rows)}.npy"
+        if cached.is_file():
+            return np.asarray(np.load(cached), dtype=np.float64)
+        aligned = len(rows) - weights.l_s - weights.n_predictions
+        predicted = self.engine.predict_series(weights, rows)[:aligned]
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".partial.npy")
+        np.save(partial, predicted)
+        partial.replace(cached)  # an interrupted run leaves no truncated cache entry
+        return predicted
 
     def close(self) -> None:
         self.engine.close()

@@ -43,6 +43,9 @@ def test_alias_reference_scores_like_the_2018_predictions_and_is_logged(nasa_dir
         d[:2] for d in reference["channels"][0]["detections"]
     ]
     assert ours["total"] == reference["total"]
+    assert len(list((state_dir / "predictions" / CHANNEL).glob("*.npy"))) == 1
+    again = cli(nasa_dir, state_dir, "evaluate", "--channels", CHANNEL, "--alias", "reference", "--json")
+    assert json.loads(again.stdout)["channels"] == ours["channels"]
 
     settings = load_settings({"data_dir": str(nasa_dir), "state_dir": str(state_dir)})
     client = ModelRegistry(settings).client
