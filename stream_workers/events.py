@@ -33,6 +33,7 @@ SUBSYSTEMS = {
 }
 CRITICAL_SUBSYSTEMS = frozenset({"power", "thermal", "attitude", "battery"})
 Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 Status = Literal["open", "updated", "closed"]
 
 

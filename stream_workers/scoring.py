@@ -21,7 +21,7 @@ from producers.exceptions import MessageError
 from producers.messages import TelemetryMessage
 from producers.registry import ChannelSpec
 from stream_workers.channel_stream import ChannelStream, ScoringWork
-from stream_workers.events import AnomalyEvent
+from stream_workers.events import SEVERITIES, AnomalyEvent, subsystem_of
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import Detection
@@ -104,6 +104,8 @@ class StreamScorer:
             stream = self.streams[channel] = ChannelStream(
                 channel, message.spacecraft, spec.features, self.params
             )
+            for severity in SEVERITIES:  # series at 0 from the start, so increase() sees the first one
+                self.metrics.anomalies.labels(message.spacecraft, channel, subsystem_of(channel), severity)
         labels = (stream.spacecraft, channel)
         if record.offset <= stream.last_offset:
             self.metrics.redelivered.labels(*labels).inc()
