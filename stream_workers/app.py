@@ -15,6 +15,7 @@ Exactly-once per sink on top of at-least-once consumption:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import faust
 from faust.types import TP
 from kafka import TopicPartition
+from kafka.errors import TopicAlreadyExistsError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from model_store.cache import ModelCache
@@ -124,16 +126,14 @@ class ScoringWorker:
             if state not in admin.list_topics():
                 from kafka.admin import NewTopic
 
-                admin.create_topics(
-                    [
-                        NewTopic(
-                            state,
-                            num_partitions=1,
-                            replication_factor=self.settings.kafka.replication_factor,
-                            topic_configs={"cleanup.policy": "compact", "segment.ms": "600000"},
-                        )
-                    ]
+                topic = NewTopic(
+                    state,
+                    num_partitions=1,
+                    replication_factor=self.settings.kafka.replication_factor,
+                    topic_configs={"cleanup.policy": "compact", "segment.ms": "600000"},
                 )
+                with contextlib.suppress(TopicAlreadyExistsError):  # a worker starting beside us won
+                    admin.create_topics([topic])
         return self.matching_topics()
 
     def _build_app(self) -> faust.App:
