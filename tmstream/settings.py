@@ -98,6 +98,20 @@ class PrometheusSettings(Section):
         return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
 
 
+class AlertmanagerSettings(Section):
+    enabled: bool = True
+    url: str | None = None
+    port: int = Field(9094, ge=1, le=65535)
+
+    @property
+    def external(self) -> bool:
+        return self.url is not None
+
+    @property
+    def effective_url(self) -> str:
+        return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+
 class MlflowSettings(Section):
     tracking_uri: str | None = None
 
@@ -180,6 +194,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     mlflow: MlflowSettings = MlflowSettings()
     model: ModelSettings = ModelSettings()
     threshold: ThresholdSettings = ThresholdSettings()

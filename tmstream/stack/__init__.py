@@ -1,7 +1,8 @@
 """The local stack: Apache Kafka (KRaft), Redis and Prometheus as processes under ``state_dir``.
 
-Services whose endpoint is configured externally (``TMSTREAM_KAFKA_BOOTSTRAP``,
-``TMSTREAM_REDIS_URL``, ``TMSTREAM_PROMETHEUS_URL``) are only health-checked, never started.
+Alertmanager joins them when ``alertmanager.enabled``. Services whose endpoint is configured
+externally (``TMSTREAM_KAFKA_BOOTSTRAP``, ``TMSTREAM_REDIS_URL``, ``TMSTREAM_PROMETHEUS_URL``,
+``TMSTREAM_ALERTMANAGER_URL``) are only health-checked, never started.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from typing import Protocol
 
 from tmstream.exceptions import StackError
 from tmstream.settings import Settings
+from tmstream.stack.alertmanager import AlertmanagerService
 from tmstream.stack.kafka import KafkaService
 from tmstream.stack.process import ServiceProcess, wait_until
 from tmstream.stack.prometheus import PrometheusService
 from tmstream.stack.redis import RedisService
 
-READY_TIMEOUT_S = {"kafka": 90.0, "redis": 15.0, "prometheus": 30.0}
+READY_TIMEOUT_S = {"kafka": 90.0, "redis": 15.0, "prometheus": 30.0, "alertmanager": 30.0}
 
 
 class Service(Protocol):
@@ -64,6 +66,8 @@ class LocalStack:
             RedisService(settings),
             PrometheusService(settings),
         ]
+        if settings.alertmanager.enabled:
+            self.services.append(AlertmanagerService(settings))
 
     def status(self) -> list[ServiceStatus]:
         return [

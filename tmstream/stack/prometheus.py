@@ -43,8 +43,11 @@ def unregister_scrape_target(target: Path) -> None:
 
 def scrape_config(settings: Settings) -> dict[str, object]:
     interval = settings.prometheus.scrape_interval
+    alerting = settings.alertmanager
+    targets = [alerting.effective_url.split("://", 1)[-1]] if alerting.enabled else []
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": targets}]}]},
         "rule_files": [str(RULES_DIR / "*.yml")],
         "scrape_configs": [
             {

@@ -69,12 +69,14 @@ def roundtrip(settings: Settings, count: int = 200) -> list[bytes]:
     ids=lambda v: v or "configured",
 )
 def test_lifecycle_up_status_kcat_down(tmp_path: Path, kafka_version: str | None) -> None:
-    """On private ports: up starts three real processes, up again changes nothing, down leaves none."""
+    """On private ports: up starts four real processes, up again changes nothing, down leaves none."""
     env = {
         "TMSTREAM_KAFKA_PORT": "39092",
         "TMSTREAM_KAFKA_CONTROLLER_PORT": "39093",
         "TMSTREAM_REDIS_PORT": "36379",
         "TMSTREAM_PROMETHEUS_PORT": "39090",
+        "TMSTREAM_ALERTMANAGER_PORT": "39094",
+        "TMSTREAM_ALERTMANAGER_PORT": "39094",
     }
     if kafka_version:
         env["TMSTREAM_KAFKA_VERSION"] = kafka_version
@@ -84,7 +86,7 @@ def test_lifecycle_up_status_kcat_down(tmp_path: Path, kafka_version: str | None
         status = tmstream(state, "stack", "status", "--json", env=env)
         assert status.returncode == 0, status.stderr
         services = {s["name"]: s for s in json.loads(status.stdout)}
-        assert set(services) == {"kafka", "redis", "prometheus"}
+        assert set(services) == {"kafka", "redis", "prometheus", "alertmanager"}
         assert all(s["healthy"] for s in services.values())
         cmdline = Path(f"/proc/{services['kafka']['pid']}/cmdline").read_bytes().split(b"\0")
         assert b"kafka.Kafka" in cmdline and cmdline[0].endswith(b"java")
