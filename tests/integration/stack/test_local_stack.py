@@ -76,7 +76,6 @@ def test_lifecycle_up_status_kcat_down(tmp_path: Path, kafka_version: str | None
         "TMSTREAM_REDIS_PORT": "36379",
         "TMSTREAM_PROMETHEUS_PORT": "39090",
         "TMSTREAM_ALERTMANAGER_PORT": "39094",
-        "TMSTREAM_ALERTMANAGER_PORT": "39094",
     }
     if kafka_version:
         env["TMSTREAM_KAFKA_VERSION"] = kafka_version
