@@ -91,6 +91,7 @@ def run() -> dict[str, Any]:
         "channel": CHANNEL,
         "windows": count,
         "threads": os.cpu_count(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
         "engine_series_windows_per_s": round(series_rate, 1),
         "engine_windows_windows_per_s": round(windows_rate, 1),
         "keras_predict_windows_per_s": round(keras_rate, 1),

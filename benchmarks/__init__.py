@@ -1,0 +1,1 @@
+"""Benchmarks: ``tmstream bench <name>`` runs ``benchmarks.<name>.run()`` (see docs/PERFORMANCE.md)."""
