@@ -93,6 +93,7 @@ class ScoringWorker:
         self.redis = RedisSink(settings, self.metrics)
         self.anomaly_sink = AnomalyTopicSink(settings, self.metrics)
         self.lock = asyncio.Lock()
+        self.reloaded = asyncio.Event()  # set once on_assigned has read the snapshots and emissions
         self.snapshots: dict[str, bytes] = {}
         self.seen: set[str] = set()
         self.channel_tp: dict[str, TP] = {}
@@ -194,6 +195,10 @@ class ScoringWorker:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def process(self, events: list[Any]) -> None:
+        # Faust resumes new partitions before its on_partitions_assigned signal handlers finish:
+        # without this wait a channel would be restored without its snapshot, and emissions
+        # re-derived before the anomalies topic was read back would be sent twice.
+        await self.reloaded.wait()
         async with self.lock:
             letters: list[DeadLetter] = []
             for event in events:
@@ -284,6 +289,7 @@ class ScoringWorker:
 
     async def on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
         """Reload what predecessors left: channel snapshots and the emissions already sent."""
+        self.reloaded.clear()
         self.metrics.assigned_partitions.set(len(app.consumer.assignment()))
 
         def reload() -> dict[str, bytes]:
@@ -299,6 +305,7 @@ class ScoringWorker:
             return latest
 
         self.snapshots = await self._blocking(reload)
+        self.reloaded.set()
         log.info("assigned %d partitions; %d channel snapshots, %d emissions known",
                  len(assigned), len(self.snapshots), len(self.anomaly_sink.emitted))  # fmt: skip
 

@@ -1,0 +1,122 @@
+"""What every fault test checks: the emissions of an interrupted run against an uninterrupted one.
+
+The uninterrupted run is ``expected_emissions``: the worker's own ``StreamScorer`` fed every row of
+the channel in one process, with the champion models of the same registry, then closed as an idle
+channel is. An emission is (event_id, status, end_index); ``detected_at_ms`` is the only field that
+differs between runs, and it is not part of an emission.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import yaml
+from prometheus_client import CollectorRegistry
+
+from model_store.cache import ModelCache
+from model_store.engine import InferenceEngine
+from model_store.registry import ModelRegistry
+from producers.messages import TelemetryMessage
+from producers.registry import ChannelSpec
+from stream_workers.metrics import WorkerMetrics
+from stream_workers.scoring import RecordRef, StreamScorer
+from stream_workers.thresholding.parameters import ThresholdParameters
+from stream_workers.topic_reader import read_topic
+from tmstream.settings import Settings
+
+Emission = tuple[str, str, int]
+
+
+def rows_of(settings: Settings, channel: str) -> np.ndarray:
+    return np.load(settings.data_dir / "test" / f"{channel}.npy", mmap_mode="r")
+
+
+def only_channels(config_dir: Path, run_id: str, channels: dict[str, str], widths: dict[str, int]) -> None:
+    """A registry of just these channels: a few topics instead of 82 keeps rebalances quick."""
+    entries = {name: {"spacecraft": craft, "features": widths[name]} for name, craft in channels.items()}
+    (config_dir / "channels.yaml").write_text(
+        yaml.safe_dump(
+            {"topic_pattern": f"telemetry.r{run_id}.{{channel}}", "discover": False, "channels": entries}
+        )
+    )
+
+
+def expected_emissions(settings: Settings, channel: str, spacecraft: str) -> set[Emission]:
+    """The emissions of one uninterrupted pass over the channel (cached per registry and channel)."""
+    return set(_expected(str(settings.state_dir), settings.data_dir, channel, spacecraft))
+
+
+@cache
+def _expected(state_dir: str, data_dir: Path, channel: str, spacecraft: str) -> frozenset[Emission]:
+    from tmstream.settings import load_settings
+
+    settings = load_settings({"environment": "testing", "state_dir": state_dir, "data_dir": str(data_dir)})
+    rows = rows_of(settings, channel)
+    spec = ChannelSpec(channel, spacecraft, rows.shape[1], f"telemetry.x.{channel}", "data")
+    engine = InferenceEngine()
+    scorer = StreamScorer(
+        ThresholdParameters.from_settings(settings),
+        ModelCache(ModelRegistry(settings), registry=CollectorRegistry()),
+        engine,
+        lambda name: spec if name == channel else None,
+        WorkerMetrics.on(CollectorRegistry()),
+    )
+    events = []
+    try:
+        for index, values in enumerate(rows.tolist()):
+            message = TelemetryMessage(
+                channel=channel, spacecraft=spacecraft, index=index, event_time_ms=index, values=values
+            )
+            assert scorer.accept(RecordRef(spec.topic, 0, index, channel.encode(), message.to_bytes())) is None
+            if index % 1024 == 1023:
+                events += scorer.score()
+        events += scorer.score()
+        events += scorer.close_idle(0.0)
+    finally:
+        engine.close()
+    return frozenset((e.event_id, e.status, e.end_index) for e in events)
+
+
+def emissions_of(events: list[dict[str, object]]) -> list[Emission]:
+    return [(str(e["event_id"]), str(e["status"]), int(e["end_index"])) for e in events]  # type: ignore[call-overload]
+
+
+def closed_count(events: list[dict[str, object]]) -> int:
+    return sum(1 for event in events if event["status"] == "closed")
+
+
+def assert_same_emissions(topic: list[Emission], redis: list[Emission], expected: set[Emission]) -> dict[str, int]:
+    """0 lost, 0 duplicated, nothing extra, on the topic and in Redis; returns the figures."""
+    figures = {
+        "expected": len(expected),
+        "topic": len(topic),
+        "redis": len(redis),
+        "lost": len(expected - set(topic)) + len(expected - set(redis)),
+        "duplicated": sum(n - 1 for n in Counter(topic).values()) + sum(n - 1 for n in Counter(redis).values()),
+        "extra": len(set(topic) - expected) + len(set(redis) - expected),
+    }
+    assert (figures["lost"], figures["duplicated"], figures["extra"]) == (0, 0, 0), (
+        figures,
+        sorted(expected ^ set(topic)),
+        sorted(expected ^ set(redis)),
+    )
+    return figures
+
+
+def snapshot_rows(settings: Settings) -> dict[str, int]:
+    """Per channel, the next row of its latest snapshot on the state topic: where a successor resumes.
+
+    The successor scores rows ``snapshot_rows[channel]`` … last; the rows before it were scored by
+    the process that wrote the snapshot, so over both processes every row is scored at least once,
+    and the ones scored twice are those its predecessor scored after its last snapshot.
+    """
+    latest: dict[str, int] = {}
+    for record in read_topic(settings, settings.kafka.state_topic):
+        if record.key is not None and record.value is not None:
+            latest[record.key.decode()] = json.loads(zlib.decompress(record.value))["next_index"]
+    return latest

@@ -1,0 +1,64 @@
+"""A worker killed (-9) mid-stream and restarted with its local state folder deleted.
+
+Nothing of the channel's stream lives only on the worker's disk: the restarted process rebuilds it
+from the last snapshot on the compacted state topic and re-reads the records after it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+
+import pytest
+
+from tests.faults.pipeline_checks import (
+    assert_same_emissions,
+    closed_count,
+    emissions_of,
+    expected_emissions,
+    only_channels,
+    rows_of,
+    snapshot_rows,
+)
+
+pytestmark = pytest.mark.fault
+CHANNEL, SPACECRAFT = "D-14", "MSL"
+
+
+def test_restart_with_an_empty_state_folder_changes_no_emission(pipeline) -> None:
+    settings = pipeline.settings
+    rows = len(rows_of(settings, CHANNEL))
+    l_s = settings.model.l_s
+    only_channels(pipeline.folder / "config", pipeline.run_id, {CHANNEL: SPACECRAFT}, {CHANNEL: 55})
+    expected = expected_emissions(settings, CHANNEL, SPACECRAFT)
+    pipeline.env["BROKER_SESSION_TIMEOUT"] = "15"  # Faust's knob: the dead member's partitions free up sooner
+    pipeline.start_worker("w1")
+    pipeline.wait_ready("w1")
+    replay = pipeline.tmstream("replay", "--channels", CHANNEL, "--max")
+    assert replay.returncode == 0, replay.stderr
+
+    pipeline.wait_for(lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 900, 120, "900 scored")
+    scored_before = pipeline.metric("w1", "tmstream_points_scored_total")
+    pipeline.stop_worker("w1", signal.SIGKILL)
+    datadir = settings.state_dir / "worker" / "w1"
+    assert datadir.is_dir()
+    shutil.rmtree(datadir)
+
+    resumed = snapshot_rows(settings)[CHANNEL]
+    pipeline.start_worker("w1")
+    pipeline.wait_ready("w1")
+    assert l_s < resumed < rows, "resumed from a snapshot the first process wrote, not from row 0"
+    pipeline.wait_for(
+        lambda: pipeline.metric("w1", "tmstream_points_scored_total") == rows - resumed, 180, "all scored"
+    )
+    pipeline.wait_for(
+        lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
+        60,
+        "closed events",
+    )
+    figures = assert_same_emissions(
+        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
+    )
+    assert pipeline.metric("w1", "tmstream_points_scored_total") == rows - resumed
+    print(f"state-loss: {figures}, scored before kill ≥{scored_before:.0f}, resumed at {resumed}, "
+          f"scored after restart {rows - resumed}")  # fmt: skip
