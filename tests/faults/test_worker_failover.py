@@ -1,0 +1,80 @@
+"""``kill -9`` one of two workers mid-stream: the survivor takes its partitions over.
+
+Faust assigns partition numbers co-partitioned across the telemetry topics, so with two-partition
+topics each worker owns partition 0 or 1 of every topic. D-14 hashes to partition 0 and P-1 to
+partition 1 (murmur2 of the key, as the replay's publisher routes it): each worker gets a channel.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from kafka.partitioner.default import murmur2
+
+from tests.faults.pipeline_checks import (
+    assert_same_emissions,
+    closed_count,
+    emissions_of,
+    expected_emissions,
+    only_channels,
+    rows_of,
+    snapshot_rows,
+)
+
+pytestmark = pytest.mark.fault
+CHANNELS = {"D-14": "MSL", "P-1": "SMAP"}
+WIDTHS = {"D-14": 55, "P-1": 25}
+
+
+def scored(pipeline, worker: str, channel: str) -> float:
+    return pipeline.metric(worker, "tmstream_points_scored_total", channel=channel)
+
+
+def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -> None:
+    assert {(murmur2(c.encode()) & 0x7FFFFFFF) % 2 for c in CHANNELS} == {0, 1}
+    pipeline.env["TMSTREAM_KAFKA_TOPIC_PARTITIONS"] = "2"
+    pipeline.env["BROKER_SESSION_TIMEOUT"] = "15"  # Faust's knob: the dead member's partitions free up sooner
+    settings = pipeline.settings
+    l_s = settings.model.l_s
+    rows = {channel: len(rows_of(settings, channel)) for channel in CHANNELS}
+    only_channels(pipeline.folder / "config", pipeline.run_id, CHANNELS, WIDTHS)
+    expected = set().union(*(expected_emissions(settings, c, s) for c, s in CHANNELS.items()))
+    for name in ("w1", "w2"):
+        pipeline.start_worker(name)
+    for name in ("w1", "w2"):
+        pipeline.wait_ready(name)
+    pipeline.wait_for(
+        lambda: [pipeline.metric(n, "tmstream_assigned_partitions") for n in ("w1", "w2")] == [2.0, 2.0],
+        90,
+        "two partitions (one per topic) on each worker",
+    )
+    replay = pipeline.tmstream("replay", "--channels", ",".join(CHANNELS), "--max")
+    assert replay.returncode == 0, replay.stderr
+
+    pipeline.wait_for(lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1")
+    victim, survivor = ("w1", "w2") if scored(pipeline, "w1", "P-1") else ("w2", "w1")
+    assert scored(pipeline, survivor, "P-1") == 0 and scored(pipeline, victim, "D-14") == 0
+    victim_scored = scored(pipeline, victim, "P-1")
+    pipeline.stop_worker(victim, signal.SIGKILL)
+    resumed = snapshot_rows(settings)["P-1"]
+    assert l_s < resumed < rows["P-1"]
+
+    pipeline.wait_for(
+        lambda: pipeline.metric(survivor, "tmstream_assigned_partitions") == 4, 120, "the victim's partitions"
+    )
+    pipeline.wait_for(
+        lambda: scored(pipeline, survivor, "P-1") == rows["P-1"] - resumed, 240, "P-1 scored by the survivor"
+    )
+    pipeline.wait_for(
+        lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
+        60,
+        "closed events",
+    )
+    figures = assert_same_emissions(
+        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
+    )
+    assert scored(pipeline, survivor, "D-14") == rows["D-14"] - l_s
+    assert scored(pipeline, survivor, "P-1") == rows["P-1"] - resumed
+    print(f"failover: {figures}, victim scored P-1 ≥{victim_scored:.0f} (snapshot at row {resumed}), "
+          f"survivor scored P-1 {rows['P-1'] - resumed}, D-14 {rows['D-14'] - l_s}")  # fmt: skip
