@@ -1,0 +1,58 @@
+"""A Kafka broker or a Redis of one test's own, to stop and start without touching the session's.
+
+They are the local stack's own services (``KafkaService``, ``RedisService``: what ``tmstream stack
+up`` starts) with a private state folder and free ports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.integration.conftest import free_port
+from tmstream.settings import Settings, load_settings
+from tmstream.stack.kafka import KafkaService
+from tmstream.stack.process import wait_until
+from tmstream.stack.redis import RedisService
+
+
+def start_and_wait(service: KafkaService | RedisService, timeout: float) -> float:
+    """Start the service and return the seconds until it answered."""
+    started = time.monotonic()
+    service.start()
+    assert wait_until(service.healthy, timeout, 0.25), service.process.log_tail()
+    return time.monotonic() - started
+
+
+@contextmanager
+def private_kafka(folder: Path, **kafka: object) -> Iterator[KafkaService]:
+    settings: Settings = load_settings(
+        {
+            "environment": "testing",
+            "state_dir": str(folder),
+            "kafka": {"port": free_port(), "controller_port": free_port(), **kafka},
+        }
+    )
+    service = KafkaService(settings)
+    service.preflight()
+    start_and_wait(service, 120)
+    try:
+        yield service
+    finally:
+        service.process.stop()
+
+
+@contextmanager
+def private_redis(folder: Path, **redis: object) -> Iterator[RedisService]:
+    settings = load_settings(
+        {"environment": "testing", "state_dir": str(folder), "redis": {"port": free_port(), **redis}}
+    )
+    service = RedisService(settings)
+    service.preflight()
+    start_and_wait(service, 20)
+    try:
+        yield service
+    finally:
+        service.process.stop()
