@@ -221,6 +221,9 @@ class ScoringWorker:
         channel = (record.key or b"").decode(errors="replace")
         if not channel or channel in self.seen:
             return []
+        spec = self._spec(channel)
+        if spec is None or spec.topic != record.topic:
+            return []  # a bad key (a dead letter): no stream to restore, and no re-read for it
         self.seen.add(channel)
         self.channel_tp[channel] = TP(record.topic, record.partition)
         snapshot = self.snapshots.get(channel)
