@@ -5,8 +5,8 @@ indices are relative to it). Each defect breaks exactly one rule, so its reason 
 the rules follow the message contract (``schemas/telemetry.v1.json``) and the worker's checks in
 the order they run: JSON, schema, fields, key, channel, width, finite values, index.
 
-Pydantic's lax mode accepts ``"5"`` and ``true`` as the integer 5 and 1, so wrong types are drawn
-from values no mode accepts (letters, lists, objects, fractions, ``null``).
+Pydantic's lax mode accepts ``"5"`` and ``true`` as the integer 5 and 1, and ``"nan"`` as a float,
+so wrong types are drawn from values no mode accepts (letters, lists, objects, fractions, ``null``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from hypothesis import strategies as st
 
 SCHEMA = "tmstream.telemetry.v1"
 REQUIRED = ("channel", "spacecraft", "index", "event_time_ms", "values")
-LETTERS = st.text(string.ascii_letters, min_size=1, max_size=12)
+LETTERS = st.text(string.ascii_letters, min_size=1, max_size=12).filter(
+    lambda text: text.lower() not in {"nan", "inf", "infinity"}  # lax floats: "nan" is NaN, a second defect
+)
 NOT_AN_INDEX = st.one_of(
     LETTERS, st.none(), st.lists(st.integers(), max_size=3), st.integers(max_value=-1),
     st.integers(0, 10**6).map(lambda n: n + 0.5), st.dictionaries(LETTERS, st.integers(), max_size=2),
 )  # fmt: skip
 NOT_VALUES = st.one_of(
     st.just([]), LETTERS, st.none(), st.integers(), st.lists(LETTERS, min_size=1, max_size=3),
-    st.dictionaries(LETTERS, st.floats(allow_nan=False), max_size=2),
+    st.dictionaries(LETTERS, st.floats(allow_nan=False, allow_infinity=False), max_size=2),
 )  # fmt: skip
 NOT_TEXT = st.one_of(st.just(""), st.none(), st.integers(), st.lists(LETTERS, max_size=2))
 
