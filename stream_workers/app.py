@@ -99,6 +99,7 @@ class ScoringWorker:
         self.channel_tp: dict[str, TP] = {}
         self.snapshot_index: dict[str, int] = {}
         self.positions: dict[TP, int] = {}
+        self.first_offsets: dict[TP, int] = {}  # first record of each partition in this process
         self.registry_mtime = self.channels.path.stat().st_mtime if self.channels.path.exists() else 0.0
         self.app = self._build_app()
 
@@ -206,6 +207,7 @@ class ScoringWorker:
                 record = RecordRef(
                     message.topic, message.partition, message.offset, message.key, message.value
                 )
+                self.first_offsets.setdefault(TP(message.topic, message.partition), message.offset)
                 letters += await self._first_sight(record)
                 letter = self.scorer.accept(record)
                 if letter is not None:
@@ -217,7 +219,12 @@ class ScoringWorker:
             await self._snapshot_due()
 
     async def _first_sight(self, record: RecordRef) -> list[DeadLetter]:
-        """Before a channel's first record in this process: restore its snapshot and catch up."""
+        """Before a channel's first record in this process: restore its snapshot and catch up.
+
+        The catch-up stops at the partition's first record in this process: later records were
+        delivered here, so none of them is this channel's. Where channels share a partition this
+        keeps a fresh start from re-reading the partition from offset 0 once per channel.
+        """
         channel = (record.key or b"").decode(errors="replace")
         if not channel or channel in self.seen:
             return []
@@ -232,10 +239,11 @@ class ScoringWorker:
             stream = ChannelStream.restore(snapshot, self.params)
             self.scorer.streams[channel] = stream
             start = stream.last_offset + 1
-        if record.offset <= start:
+        stop = min(record.offset, self.first_offsets.get(TP(record.topic, record.partition), record.offset))
+        if stop <= start:
             return []
         tp = TopicPartition(record.topic, record.partition)
-        missed = await self._blocking(lambda: list(read_range(self.settings, {tp: (start, record.offset)})))
+        missed = await self._blocking(lambda: list(read_range(self.settings, {tp: (start, stop)})))
         letters = []
         for old in missed:
             if old.key is None or old.key.decode(errors="replace") == channel:
@@ -322,6 +330,8 @@ class ScoringWorker:
                         await self._snapshot(channel, stream)
                     self.seen.discard(channel)
                     del self.channel_tp[channel]
+            for tp in revoked:
+                self.first_offsets.pop(tp, None)
 
     async def discover_topics(self) -> None:
         try:
