@@ -3,6 +3,10 @@
 A ``ChannelStream`` turns accepted rows into scoring work (the rows a prediction needs) and
 prediction results into detections. It is plain data with a compact snapshot, so a worker can
 persist it and a successor can resume from it.
+
+Rows are kept as float32 arrays (the engine's input type, so nothing is lost): about a quarter of
+the memory of lists of Python floats, which is most of a channel's state, and one ``np.stack`` per
+batch instead of converting a list of lists (docs/PERFORMANCE.md, "Scale").
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class ChannelStream:
     model_version: str = ""
     next_index: int | None = None
     last_offset: int = -1
-    history: list[list[float]] = field(default_factory=list)
+    history: list[np.ndarray] = field(default_factory=list)  # float32 rows: what the engine reads
     pending: int = 0
     times: deque[int] = field(default_factory=deque)
     first_time_index: int = 0
@@ -59,7 +63,7 @@ class ChannelStream:
         """Add an accepted row (index == next_index, or the channel's first row)."""
         if self.next_index is None:
             self.first_time_index = index
-        self.history.append(values)
+        self.history.append(np.array(values, dtype=np.float32))
         if len(self.history) > self.params.l_s:
             self.pending += 1
         self.times.append(event_time_ms)
@@ -73,7 +77,7 @@ class ChannelStream:
         """The rows behind every pending row, handed to the engine; None when nothing is pending."""
         if self.pending == 0 or self.next_index is None:
             return None
-        rows = np.asarray(self.history, dtype=np.float32)
+        rows = np.stack(self.history)
         first_index = self.next_index - self.pending
         actuals = rows[-self.pending :, 0].astype(np.float64)
         work = ScoringWork(self.channel, rows, first_index, actuals)
@@ -109,7 +113,7 @@ class ChannelStream:
             "model_version": self.model_version,
             "next_index": self.next_index,
             "last_offset": self.last_offset,
-            "history": self.history,
+            "history": [row.tolist() for row in self.history],
             "pending": self.pending,
             "times": list(self.times),
             "first_time_index": self.first_time_index,
@@ -124,6 +128,7 @@ class ChannelStream:
             raise ValueError("unsupported channel snapshot version")
         threshold = state.pop("threshold")
         times = deque(state.pop("times"))
+        state["history"] = [np.array(row, dtype=np.float32) for row in state["history"]]
         stream = cls(params=params, times=times, **state)
         stream.threshold = ChannelThresholdState.from_dict(threshold) if threshold else None
         return stream
