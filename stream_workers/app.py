@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,12 +62,23 @@ def _as_page(view: Any) -> Any:
 
 
 def _credentials(settings: Settings) -> Any:
+    """Faust's spelling of ``KafkaSettings.client_options``: SASL, TLS (``kafka.ssl_cafile``) or both.
+
+    Without the SSL context Faust would connect in plaintext to a TLS listener.
+    """
     kafka = settings.kafka
+    context = None
+    if kafka.security_protocol.endswith("SSL"):
+        cafile = str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     if not kafka.security_protocol.startswith("SASL"):
-        return None
+        return None if context is None else faust.SSLCredentials(context)
     password = kafka.password.get_secret_value() if kafka.password else ""
     return faust.SASLCredentials(
-        username=kafka.username or "", password=password, mechanism=kafka.sasl_mechanism or "SCRAM-SHA-512"
+        username=kafka.username or "",
+        password=password,
+        mechanism=kafka.sasl_mechanism or "SCRAM-SHA-512",
+        ssl_context=context,
     )
 
 

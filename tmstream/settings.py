@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tmstream.exceptions import ConfigError
@@ -25,6 +33,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _password_from_file(values: Any) -> Any:
+    """``password_file`` (a mounted secret: Docker/Kubernetes style) replaces ``password``.
+
+    Read once, at load time; a trailing newline is dropped. The path may be logged, the content never.
+    """
+    if isinstance(values, dict) and values.get("password_file"):
+        path = Path(values["password_file"])
+        try:
+            values = {**values, "password": path.read_text().rstrip("\r\n")}
+        except OSError as exc:
+            raise ValueError(f"cannot read the password file {path}: {exc.strerror}") from None
+    return values
+
+
 class KafkaSettings(Section):
     bootstrap: str | None = None
     version: str = "3.9.1"
@@ -35,6 +57,9 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    local_sasl: bool = False
     topic_partitions: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(604_800_000, ge=-1)
@@ -47,6 +72,8 @@ class KafkaSettings(Section):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    _password_file = model_validator(mode="before")(_password_from_file)
 
     @property
     def external(self) -> bool:
@@ -66,14 +93,20 @@ class KafkaSettings(Section):
             options["sasl_mechanism"] = self.sasl_mechanism or "SCRAM-SHA-512"
             options["sasl_plain_username"] = self.username
             options["sasl_plain_password"] = self.password.get_secret_value() if self.password else None
+        if self.security_protocol.endswith("SSL") and self.ssl_cafile is not None:
+            options["ssl_cafile"] = str(self.ssl_cafile)
         return options
 
 
 class RedisSettings(Section):
     url: str | None = None
     port: int = Field(6379, ge=1, le=65535)
+    username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None
     stream_maxlen: int = Field(100_000, ge=1)
+
+    _password_file = model_validator(mode="before")(_password_from_file)
 
     @property
     def external(self) -> bool:
@@ -250,7 +283,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    return f"invalid setting {key}={first.get('input')!r}: {first['msg']}"
+    value = first.get("input")
+    if isinstance(value, dict) or "password" in key:  # a whole section may hold a password: never echo it
+        return f"invalid setting {key}: {first['msg']}"
+    return f"invalid setting {key}={value!r}: {first['msg']}"
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from tmstream.settings import Settings
+from tmstream.stack.redis import redis_credentials
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ def channel_key(channel: str) -> str:
 
 class RedisSink:
     def __init__(self, settings: Settings, metrics: WorkerMetrics, retry_cap_s: float = 5.0) -> None:
-        password = settings.redis.password.get_secret_value() if settings.redis.password else None
-        self.client = aioredis.Redis.from_url(
-            settings.redis.effective_url, password=password, socket_timeout=5, socket_connect_timeout=3
-        )
+        self.client = aioredis.Redis.from_url(settings.redis.effective_url, **redis_credentials(settings))
         self.maxlen = settings.redis.stream_maxlen
         self.metrics = metrics
         self.retry_cap_s = retry_cap_s

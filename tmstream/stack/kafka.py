@@ -100,6 +100,58 @@ def _resolve_from_apache(version: str, libs: Path) -> Path:
     return libs
 
 
+def _sasl_mechanism(settings: Settings) -> str:
+    return settings.kafka.sasl_mechanism or "SCRAM-SHA-512"
+
+
+def check_local_sasl(settings: Settings) -> None:
+    """``kafka.local_sasl`` needs clients that speak SASL/SCRAM and a user the broker can create."""
+    kafka = settings.kafka
+    if not kafka.local_sasl:
+        return
+    password = kafka.password.get_secret_value() if kafka.password else ""
+    problems = [
+        f"kafka.security_protocol must be SASL_PLAINTEXT (is {kafka.security_protocol})"
+        * (kafka.security_protocol != "SASL_PLAINTEXT"),
+        f"kafka.sasl_mechanism must be SCRAM-SHA-256 or SCRAM-SHA-512 (is {_sasl_mechanism(settings)})"
+        * (not _sasl_mechanism(settings).startswith("SCRAM")),
+        "kafka.username and kafka.password (or kafka.password_file) must be set"
+        * (not kafka.username or not password),
+        'kafka.username and kafka.password may not contain quotes, backslashes, "," or line breaks'
+        * any(c in f"{kafka.username}{password}" for c in '"\\,\n\r'),
+    ]
+    if any(problems):
+        raise StackError("kafka.local_sasl: " + "; ".join(p for p in problems if p))
+
+
+def _listeners(settings: Settings) -> list[str]:
+    """The client listener: PLAINTEXT, or SASL_PLAINTEXT with SCRAM when ``kafka.local_sasl``.
+
+    The broker authenticates to itself (inter-broker listener) as the configured user. The
+    controller listener stays PLAINTEXT on 127.0.0.1: KRaft controllers cannot use SCRAM.
+    """
+    kafka = settings.kafka
+    name = "SASL_PLAINTEXT" if kafka.local_sasl else "PLAINTEXT"
+    lines = [
+        f"listeners={name}://127.0.0.1:{kafka.port},CONTROLLER://127.0.0.1:{kafka.controller_port}",
+        f"advertised.listeners={name}://127.0.0.1:{kafka.port}",
+        "controller.listener.names=CONTROLLER",
+        f"inter.broker.listener.name={name}",
+        f"listener.security.protocol.map={name}:{name},CONTROLLER:PLAINTEXT",
+    ]
+    if kafka.local_sasl:
+        mechanism = _sasl_mechanism(settings)
+        password = kafka.password.get_secret_value() if kafka.password else ""
+        lines += [
+            f"sasl.enabled.mechanisms={mechanism}",
+            f"sasl.mechanism.inter.broker.protocol={mechanism}",
+            f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{kafka.username}" password="{password}";',
+        ]
+    return lines
+
+
 def server_properties(settings: Settings, data_dir: Path) -> str:
     kafka = settings.kafka
     return "\n".join(
@@ -107,11 +159,7 @@ def server_properties(settings: Settings, data_dir: Path) -> str:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{kafka.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{kafka.port},CONTROLLER://127.0.0.1:{kafka.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            *_listeners(settings),
             f"log.dirs={data_dir}",
             f"num.partitions={kafka.topic_partitions}",
             "offsets.topic.replication.factor=1",
@@ -169,6 +217,7 @@ class KafkaService:
             admin.close()
 
     def preflight(self) -> None:
+        check_local_sasl(self.settings)
         if not shutil.which("java"):
             raise StackError(
                 "Java is not installed: the local Kafka broker needs Java 17+ "
@@ -187,17 +236,22 @@ class KafkaService:
         folder.mkdir(parents=True, exist_ok=True)
         data_dir = folder / "data"
         config = folder / "server.properties"
+        config.touch(mode=0o600)
+        config.chmod(0o600)  # with local_sasl it holds the broker's password: readable by its owner only
         config.write_text(server_properties(self.settings, data_dir))
         classpath = f"{libs}/*"
         if not (data_dir / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
                 ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
+                 "-t", cluster_id, "-c", str(config), "--ignore-formatted", *self._scram_user()],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if formatted.returncode != 0:
-                raise StackError(f"kafka: formatting storage failed: {formatted.stderr.strip()[-300:]}")
+                detail = formatted.stderr.strip()[-300:]
+                if self.settings.kafka.password:
+                    detail = detail.replace(self.settings.kafka.password.get_secret_value(), "***")
+                raise StackError(f"kafka: formatting storage failed: {detail}")
         log4j = folder / "log4j.properties"
         log4j.write_text(LOG4J)
         log4j2 = folder / "log4j2.properties"
@@ -208,3 +262,15 @@ class KafkaService:
              f"-Dlog4j.configuration=file:{log4j}", f"-Dlog4j2.configurationFile={log4j2}",
              "-cp", classpath, "kafka.Kafka", str(config)],
         )  # fmt: skip
+
+    def _scram_user(self) -> list[str]:
+        """KRaft keeps SCRAM credentials in the metadata log: the user is created when formatting.
+
+        (The argument is visible in the process list for the second the format takes.)
+        """
+        kafka = self.settings.kafka
+        if not kafka.local_sasl:
+            return []
+        password = kafka.password.get_secret_value() if kafka.password else ""
+        credential = f'{_sasl_mechanism(self.settings)}=[name={kafka.username},password="{password}"]'
+        return ["--add-scram", credential]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import redis
 
@@ -13,10 +14,18 @@ from tmstream.stack.process import ServiceProcess, port_is_free
 
 def redis_client(settings: Settings) -> redis.Redis:
     """A client for the configured Redis; the password comes from settings, never from a log."""
+    return redis.Redis.from_url(settings.redis.effective_url, **redis_credentials(settings))
+
+
+def redis_credentials(settings: Settings) -> dict[str, Any]:
+    """Client options from settings (never from a log): the ACL user and password, and timeouts."""
     password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    return redis.Redis.from_url(
-        settings.redis.effective_url, password=password, socket_timeout=5, socket_connect_timeout=3
-    )
+    return {
+        "username": settings.redis.username,
+        "password": password,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 3,
+    }
 
 
 class RedisService:
@@ -41,6 +50,12 @@ class RedisService:
             return False
 
     def preflight(self) -> None:
+        redis_settings = self.settings.redis
+        secret = redis_settings.password.get_secret_value() if redis_settings.password else ""
+        if redis_settings.username and not secret:
+            raise StackError("redis.username needs redis.password (or redis.password_file)")
+        if any(c.isspace() or c in "\"'\\" for c in f"{redis_settings.username or ''}{secret}"):
+            raise StackError("redis.username and redis.password may not hold spaces, quotes or backslashes")
         if not shutil.which("redis-server"):
             raise StackError("redis-server is not installed (apt-get install -y redis-server)")
         if not port_is_free(self.settings.redis.port):
@@ -61,8 +76,11 @@ class RedisService:
             "save 60 1000",
             "daemonize no",
         ]
-        if self.settings.redis.password:
-            lines.append(f"requirepass {self.settings.redis.password.get_secret_value()}")
+        username, password = self.settings.redis.username, self.settings.redis.password
+        if username and password:  # an ACL user; the default user is switched off
+            lines += ["user default off", f"user {username} on >{password.get_secret_value()} ~* &* +@all"]
+        elif password:
+            lines.append(f"requirepass {password.get_secret_value()}")
         config = folder / "redis.conf"
         config.touch(mode=0o600)
         config.chmod(0o600)  # it may hold the password: readable by its owner only
