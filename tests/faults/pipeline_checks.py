@@ -72,7 +72,9 @@ def _expected(state_dir: str, data_dir: Path, channel: str, spacecraft: str) -> 
             message = TelemetryMessage(
                 channel=channel, spacecraft=spacecraft, index=index, event_time_ms=index, values=values
             )
-            assert scorer.accept(RecordRef(spec.topic, 0, index, channel.encode(), message.to_bytes())) is None
+            assert (
+                scorer.accept(RecordRef(spec.topic, 0, index, channel.encode(), message.to_bytes())) is None
+            )
             if index % 1024 == 1023:
                 events += scorer.score()
         events += scorer.score()
@@ -90,14 +92,17 @@ def closed_count(events: list[dict[str, object]]) -> int:
     return sum(1 for event in events if event["status"] == "closed")
 
 
-def assert_same_emissions(topic: list[Emission], redis: list[Emission], expected: set[Emission]) -> dict[str, int]:
+def assert_same_emissions(
+    topic: list[Emission], redis: list[Emission], expected: set[Emission]
+) -> dict[str, int]:
     """0 lost, 0 duplicated, nothing extra, on the topic and in Redis; returns the figures."""
     figures = {
         "expected": len(expected),
         "topic": len(topic),
         "redis": len(redis),
         "lost": len(expected - set(topic)) + len(expected - set(redis)),
-        "duplicated": sum(n - 1 for n in Counter(topic).values()) + sum(n - 1 for n in Counter(redis).values()),
+        "duplicated": sum(n - 1 for n in Counter(topic).values())
+        + sum(n - 1 for n in Counter(redis).values()),
         "extra": len(set(topic) - expected) + len(set(redis) - expected),
     }
     assert (figures["lost"], figures["duplicated"], figures["extra"]) == (0, 0, 0), (

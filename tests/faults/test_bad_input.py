@@ -75,17 +75,27 @@ def test_every_bad_record_is_dead_lettered_and_every_good_one_scored(pipeline) -
     assert offsets == list(range(len(records)))
 
     pipeline.wait_for(
-        lambda: pipeline.metric("w1", "tmstream_dead_letters_total") >= len(bad), 240, f"{len(bad)} dead letters"
+        lambda: pipeline.metric("w1", "tmstream_dead_letters_total") >= len(bad),
+        240,
+        f"{len(bad)} dead letters",
     )
     pipeline.wait_for(
-        lambda: pipeline.metric("w1", "tmstream_points_scored_total") == GOOD - config.model.l_s, 120, "scored"
+        lambda: pipeline.metric("w1", "tmstream_points_scored_total") == GOOD - config.model.l_s,
+        120,
+        "scored",
     )
     letters = {
         int(dict(r.headers)["source_offset"]): (dict(r.headers)["reason"].decode(), r.key, r.value)
         for r in read_topic(config, config.kafka.deadletter_topic)
     }
-    expected = {offset: (r.reason, r.key, r.value) for offset, r in zip(offsets, records, strict=True) if r.reason}
-    wrong = [(o, expected[o][0], letters.get(o, ("missing",))[0]) for o in expected if letters.get(o) != expected[o]]
+    expected = {
+        offset: (r.reason, r.key, r.value) for offset, r in zip(offsets, records, strict=True) if r.reason
+    }
+    wrong = [
+        (o, expected[o][0], letters.get(o, ("missing",))[0])
+        for o in expected
+        if letters.get(o) != expected[o]
+    ]
     assert not wrong, f"{len(wrong)} bad records mishandled, e.g. {wrong[:5]}"
     assert len(letters) == len(bad), "a good point was dead-lettered"
     by_reason = Counter(r.reason for r in bad)

@@ -19,7 +19,12 @@ BROKEN, HEALTHY = "D-14", "T-12"
 
 def test_corrupt_weights_leave_one_channel_unscored(pipeline, tmp_path) -> None:
     pipeline.env["TMSTREAM_STATE_DIR"] = str(tmp_path / "state")
-    only_channels(pipeline.folder / "config", pipeline.run_id, {BROKEN: "MSL", HEALTHY: "MSL"}, {BROKEN: 55, HEALTHY: 55})
+    only_channels(
+        pipeline.folder / "config",
+        pipeline.run_id,
+        {BROKEN: "MSL", HEALTHY: "MSL"},
+        {BROKEN: 55, HEALTHY: 55},
+    )
     imported = pipeline.tmstream("models", "import-reference", "-c", BROKEN, "-c", HEALTHY)
     assert imported.returncode == 0, imported.stderr
     settings = pipeline.settings

@@ -52,7 +52,9 @@ def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -
     replay = pipeline.tmstream("replay", "--channels", ",".join(CHANNELS), "--max")
     assert replay.returncode == 0, replay.stderr
 
-    pipeline.wait_for(lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1")
+    pipeline.wait_for(
+        lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1"
+    )
     victim, survivor = ("w1", "w2") if scored(pipeline, "w1", "P-1") else ("w2", "w1")
     assert scored(pipeline, survivor, "P-1") == 0 and scored(pipeline, victim, "D-14") == 0
     victim_scored = scored(pipeline, victim, "P-1")

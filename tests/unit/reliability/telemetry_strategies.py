@@ -79,7 +79,9 @@ def good(channel: Channel, index: int, values: list[float]) -> Record:
     return Record(channel.name.encode(), json.dumps(channel.message(index, values=values)).encode(), None)
 
 
-def _plain(of: Channel, key: bytes | None = None, **changes: Any) -> Callable[[int], tuple[bytes | None, bytes]]:
+def _plain(
+    of: Channel, key: bytes | None = None, **changes: Any
+) -> Callable[[int], tuple[bytes | None, bytes]]:
     def render(index: int) -> tuple[bytes | None, bytes]:
         body = of.message(index, **changes)
         return (of.name.encode() if key is None else key), json.dumps(body).encode()
@@ -173,7 +175,9 @@ def _wrong_width(channel: Channel) -> st.SearchStrategy[Defect]:
 
 
 def _unknown_channel(channel: Channel, known: frozenset[str]) -> st.SearchStrategy[Defect]:
-    names = st.one_of(st.text(min_size=1, max_size=20), st.integers(50_000, 100_000).map(lambda n: "X" * n)).filter(lambda n: n not in known)
+    names = st.one_of(
+        st.text(min_size=1, max_size=20), st.integers(50_000, 100_000).map(lambda n: "X" * n)
+    ).filter(lambda n: n not in known)
     return names.map(lambda n: Defect("unknown_channel", _plain(channel, key=n.encode(), channel=n)))
 
 

@@ -45,7 +45,9 @@ def scorer() -> tuple[StreamScorer, CollectorRegistry]:
     return found, registry
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(st.lists(st.one_of(st.none(), defects(D14, frozenset({"D-14"}))), min_size=1, max_size=60))
 def test_each_bad_record_is_a_dead_letter_with_its_reason(plan) -> None:
     records = interleave(plan, D14, lambda index: [index / 10.0] + [0.0] * 54)
