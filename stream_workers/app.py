@@ -160,6 +160,7 @@ class ScoringWorker:
             store="memory://",
             datadir=str(settings.state_dir / "worker" / self.name),
             web_host=settings.worker.metrics_host,
+            web_bind=settings.worker.metrics_host,  # web_host only names it: Faust binds 0.0.0.0 by default
             web_port=settings.worker.metrics_port,
             web_enabled=True,
             consumer_auto_offset_reset="earliest",
