@@ -51,6 +51,8 @@ STEADY_S = 60.0
 TIMEOUT_S = 900.0
 TARGET_OVERHEAD = 0.20
 TARGET_P99_S = 0.25
+# time in StreamScorer.score (engine, thresholds, metrics), windows scored, micro-batches scored
+WORK = ("tmstream_scoring_seconds_sum", "tmstream_batch_windows_sum", "tmstream_batch_windows_count")
 
 
 def channels_from(variable: str, default: str, stack: Settings) -> tuple[str, ...]:
@@ -139,9 +141,11 @@ def steady_rate(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dic
         try:
             time.sleep(stack.model.l_s / RATE + WARMUP_S)
             before, scored_before = histogram_buckets(port, LATENCY), config.scored()
+            work_before = [metric_sum(port, name) for name in WORK]
             load_before = load_average()
             time.sleep(STEADY_S)
             after, scored_after = histogram_buckets(port, LATENCY), config.scored()
+            busy, windows, batches = (metric_sum(port, n) - b for n, b in zip(WORK, work_before, strict=True))
             lag = metric_sum(port, "tmstream_consumer_lag_messages")
         finally:
             stop(replay)
@@ -152,6 +156,8 @@ def steady_rate(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dic
         "offered_points_per_s": offered,
         "scored_points_per_s": round((scored_after - scored_before) / STEADY_S, 1),
         "consumer_lag_at_end": int(lag),
+        "scoring_busy_share": round(busy / STEADY_S, 3),
+        "windows_per_batch": round(windows / batches, 1) if batches else None,
         "measured_s": STEADY_S,
         "load_average_at_start": load_before,
         **quantiles(after, before),
