@@ -113,7 +113,7 @@ def _choose(
     dataset: Any, channels: str | None, all_channels: bool, synthetic_env: dict[str, str]
 ) -> list[str]:
     if all_channels:
-        return [info.channel for info in dataset.label_rows if info.channel in dataset.channels]
+        return list(dict.fromkeys(info.channel for info in dataset.label_rows))
     if channels:
         names = [c.strip() for c in channels.split(",") if c.strip()]
         return [info.channel for info in dataset.select(channels=names)]
