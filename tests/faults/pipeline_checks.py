@@ -27,7 +27,7 @@ from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import RecordRef, StreamScorer
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.topic_reader import read_topic
-from tmstream.settings import Settings
+from tmstream.settings import Settings, load_settings
 
 Emission = tuple[str, str, int]
 
@@ -47,14 +47,18 @@ def only_channels(config_dir: Path, run_id: str, channels: dict[str, str], width
 
 
 def expected_emissions(settings: Settings, channel: str, spacecraft: str) -> set[Emission]:
-    """The emissions of one uninterrupted pass over the channel (cached per registry and channel)."""
-    return set(_expected(str(settings.state_dir), settings.data_dir, channel, spacecraft))
+    """The emissions of one uninterrupted pass over the channel with its current champion.
+
+    Cached per registry, channel and champion version: other tests may promote another champion.
+    """
+    version = ModelRegistry(settings).resolve(channel).version
+    return set(_expected(str(settings.state_dir), settings.data_dir, channel, spacecraft, version))
 
 
 @cache
-def _expected(state_dir: str, data_dir: Path, channel: str, spacecraft: str) -> frozenset[Emission]:
-    from tmstream.settings import load_settings
-
+def _expected(
+    state_dir: str, data_dir: Path, channel: str, spacecraft: str, version: str
+) -> frozenset[Emission]:
     settings = load_settings({"environment": "testing", "state_dir": state_dir, "data_dir": str(data_dir)})
     rows = rows_of(settings, channel)
     spec = ChannelSpec(channel, spacecraft, rows.shape[1], f"telemetry.x.{channel}", "data")
@@ -85,7 +89,7 @@ def _expected(state_dir: str, data_dir: Path, channel: str, spacecraft: str) -> 
 
 
 def emissions_of(events: list[dict[str, object]]) -> list[Emission]:
-    return [(str(e["event_id"]), str(e["status"]), int(e["end_index"])) for e in events]  # type: ignore[call-overload]
+    return [(str(e["event_id"]), str(e["status"]), int(str(e["end_index"]))) for e in events]
 
 
 def closed_count(events: list[dict[str, object]]) -> int:

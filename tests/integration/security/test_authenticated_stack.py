@@ -63,6 +63,7 @@ def secure(pipeline, tmp_path):
                 "TMSTREAM_REDIS_URL": f"redis://127.0.0.1:{store.settings.redis.port}/0",
                 "TMSTREAM_REDIS_USERNAME": USER,
                 "TMSTREAM_REDIS_PASSWORD_FILE": str(redis_file),
+                "TMSTREAM_LOG_LEVEL": "DEBUG",  # the most a log can say, and still no secret in it
             }
         )
         yield kafka, store, kafka_secret, redis_secret
