@@ -1,4 +1,4 @@
-.PHONY: install demo test lint typecheck stack-up stack-down slow dashboards
+.PHONY: install demo test lint typecheck stack-up stack-down slow faults
 install:
 	./scripts/install.sh
 demo: install
@@ -11,6 +11,8 @@ typecheck:
 	.venv/bin/mypy
 slow:
 	.venv/bin/pytest -m slow
+faults:
+	.venv/bin/pytest -m fault
 stack-up:
 	.venv/bin/tmstream stack up
 stack-down:
