@@ -7,13 +7,18 @@ vectorises where libm's ``tanhf`` does not, and it tracks the 2018 predictions t
 
 Batches are split across threads with BLAS pinned to one thread each: for GEMMs this small
 (B x 80 x 320), per-call BLAS threading costs more than it gains (≈2,800 vs ≈4,000 windows/s).
+
+``predict_series_many`` scores many channels that share an architecture in one step loop with
+per-channel weights (a stacked ``np.matmul`` and one gate call per step and layer over all of them),
+so a stream of many channels with a few windows each pays the ~2 ms per-call floor once, not once
+per channel (docs/PERFORMANCE.md, "Pipeline").
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -78,6 +83,43 @@ def _cell(
     for b in range(batch):
         zb = z[b]
         ab = add[add_start + b * add_step]
+        for j in range(4 * units):
+            zb[j] += ab[j]
+        cb = c[b]
+        for j in range(units):
+            cell = _gate(zb[units + j], hard) * cb[j] + _gate(zb[j], hard) * _tanh(zb[2 * units + j])
+            cb[j] = cell
+            h[j] = _gate(zb[3 * units + j], hard) * _tanh(cell)
+        sb = state[b]
+        for j in range(units):
+            sb[offset + j] = h[j]
+
+
+_INDEX = types.Array(types.int64, 1, "C")
+_CELL_INDEXED_SIGNATURE = types.void(
+    _F32_2D, _F32_2D, _INDEX, types.int64, _F32_2D, _F32_2D, types.int64, types.boolean
+)
+
+
+@njit(_CELL_INDEXED_SIGNATURE, fastmath=False, nogil=True, error_model="numpy", cache=True)
+def _cell_indexed(
+    z: np.ndarray,
+    add: np.ndarray,
+    index: np.ndarray,
+    shift: int,
+    c: np.ndarray,
+    state: np.ndarray,
+    offset: int,
+    hard: bool,
+) -> None:
+    """:func:`_cell` with row ``index[b] + shift`` of ``add`` added to row b: the per-channel input
+    projection (index = the window's first row in the stacked projections, shift = the step) or the
+    per-channel bias (index = the row's segment, shift 0). Same arithmetic, in the same order."""
+    batch, units = c.shape
+    h = np.empty(units, np.float32)
+    for b in range(batch):
+        zb = z[b]
+        ab = add[index[b] + shift]
         for j in range(4 * units):
             zb[j] += ab[j]
         cb = c[b]
@@ -172,6 +214,83 @@ def _run_batch(
     return np.asarray(last @ plan.dense + plan.dense_bias, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """Windows ``start … start + length - 1`` of one channel of a group."""
+
+    member: int  # position of the channel in its group
+    start: int
+    length: int
+
+
+def _run_segments(
+    plans: Sequence[_Plan],
+    steps: int,
+    projected: np.ndarray,
+    first_rows: Sequence[int],
+    segments: Sequence[_Segment],
+) -> list[np.ndarray]:
+    """Forward ``segments`` (windows of channels sharing one architecture) from zero state in one
+    step loop: per step and layer one stacked matmul (n, S, ·) @ (n, ·, 4H) with each segment's own
+    weights and one gate call over all n·S rows. Segments shorter than S are padded by repeating
+    their last window (computed, then dropped). ``projected`` stacks every channel's rows·W0 + b0;
+    channel m's rows start at ``first_rows[m]``. Returns output[0] of each segment's windows."""
+    count, longest = len(segments), max(segment.length for segment in segments)
+    rows = count * longest
+    units = plans[0].units
+    offsets = np.concatenate([[0], np.cumsum(units)]).astype(int).tolist()
+    chosen = [plans[segment.member] for segment in segments]
+    recurrent = np.stack([plan.first_recurrent for plan in chosen])
+    stacked = [np.stack([plan.stacked[k] for plan in chosen]) for k in range(len(units) - 1)]
+    biases = [np.concatenate([plan.biases[k] for plan in chosen]) for k in range(len(units) - 1)]
+    dense = np.stack([plan.dense for plan in chosen])[:, :, None]
+    dense_bias = np.array([plan.dense_bias for plan in chosen], np.float32)[:, None]
+    window = np.minimum(np.arange(longest), np.array([[s.length - 1] for s in segments]))
+    starts = np.array([[first_rows[s.member] + s.start] for s in segments])
+    first_row = np.ascontiguousarray((starts + window).reshape(-1), dtype=np.int64)
+    member_row = np.ascontiguousarray(np.repeat(np.arange(count, dtype=np.int64), longest))
+
+    state3 = np.zeros((count, longest, offsets[-1]), np.float32)
+    state = state3.reshape(rows, offsets[-1])
+    cells = [np.zeros((rows, width), np.float32) for width in units]
+    gates3 = [np.empty((count, longest, 4 * width), np.float32) for width in units]
+    gates = [gate.reshape(rows, -1) for gate in gates3]
+    hard = plans[0].hard
+    for t in range(steps):
+        np.matmul(state3[:, :, : units[0]], recurrent, out=gates3[0])
+        _cell_indexed(gates[0], projected, first_row, t, cells[0], state, 0, hard)
+        for k in range(1, len(units)):
+            span = state3[:, :, offsets[k - 1] : offsets[k + 1]]
+            np.matmul(span, stacked[k - 1], out=gates3[k])
+            _cell_indexed(gates[k], biases[k - 1], member_row, 0, cells[k], state, offsets[k], hard)
+    output = np.matmul(state3[:, :, offsets[-2] :], dense)[:, :, 0] + dense_bias
+    return [output[i, : segment.length] for i, segment in enumerate(segments)]
+
+
+# channel segments per chunk: their weights (≈307 KB per reference model) must stay in cache, since
+# each step reads all of them (all 41 of a thread in one chunk ran about 3 times slower; docs/PERFORMANCE.md)
+_SEGMENTS_PER_CHUNK = 8
+
+
+def _pack(lengths: Sequence[int], target: int) -> list[list[_Segment]]:
+    """Cut each channel's windows into segments of at most ``target`` and pack them, longest
+    first, into chunks of at most ``target`` padded rows (a chunk pads to its longest segment)."""
+    segments: list[_Segment] = []
+    for member, length in enumerate(lengths):
+        pieces = -(-length // target)
+        edges = np.linspace(0, length, pieces + 1).astype(int)
+        segments += [_Segment(member, int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
+    segments.sort(key=lambda segment: -segment.length)
+    chunks: list[list[_Segment]] = []
+    for segment in segments:
+        last = chunks[-1] if chunks else []
+        if last and len(last) < _SEGMENTS_PER_CHUNK and (len(last) + 1) * last[0].length <= target:
+            last.append(segment)
+        else:
+            chunks.append([segment])
+    return chunks
+
+
 def _pin_blas_to_one_thread() -> None:
     from threadpoolctl import threadpool_limits
 
@@ -235,6 +354,72 @@ class InferenceEngine:
             return _run_batch(plan, weights.l_s, stop - start, projected, 0, None)
 
         return self._map(chunk, count)
+
+    def predict_series_many(self, items: Sequence[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`predict_series` of each (weights, rows) pair, in order, in few step loops.
+
+        Channels whose models share an architecture (layer sizes, features, recurrent activation,
+        l_s) run together with their own weights: each step is one stacked matmul and one gate call
+        per layer for all of them instead of one per channel, which is what a stream of many
+        channels with a few new windows each needs. Numbers equal ``predict_series`` (≤1e-6).
+        """
+        counts: list[int] = []
+        rows32: list[np.ndarray] = []
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for position, (weights, rows) in enumerate(items):
+            rows = np.asarray(rows)
+            if rows.ndim != 2 or rows.shape[1] != weights.n_features or rows.shape[0] <= weights.l_s:
+                raise InputError(
+                    f"channel {weights.channel} model version {weights.version}: series of shape "
+                    f"{rows.shape}, expected (more than {weights.l_s} rows, {weights.n_features})"
+                )
+            _require_finite(weights, rows)
+            rows32.append(np.ascontiguousarray(rows, dtype=np.float32))
+            counts.append(rows.shape[0] - weights.l_s)
+            key = (tuple(weights.units), weights.n_features, weights.recurrent_activation, weights.l_s)
+            groups.setdefault(key, []).append(position)
+        results: list[np.ndarray] = [np.empty(0)] * len(items)
+        for members in groups.values():
+            for position, found in zip(
+                members, self._predict_group(items, rows32, counts, members), strict=True
+            ):
+                results[position] = found
+        return results
+
+    def _predict_group(
+        self,
+        items: Sequence[tuple[LstmWeights, np.ndarray]],
+        rows32: Sequence[np.ndarray],
+        counts: Sequence[int],
+        members: Sequence[int],
+    ) -> list[np.ndarray]:
+        plans = [_Plan.of(items[m][0]) for m in members]
+        l_s = items[members[0]][0].l_s
+        sizes = [len(rows32[m]) for m in members]
+        first_rows = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        projected = np.empty((first_rows[-1], 4 * plans[0].units[0]), np.float32)
+        for member, (plan, m) in enumerate(zip(plans, members, strict=True)):
+            block = projected[first_rows[member] : first_rows[member + 1]]
+            np.matmul(rows32[m], plan.input_kernel, out=block)
+            block += plan.first_bias
+        lengths = [counts[m] for m in members]
+        total = sum(lengths)
+        pieces = max(self.threads, -(-total // self.batch_size))
+        pieces = -(-pieces // self.threads) * self.threads
+        chunks = _pack(lengths, max(1, -(-total // pieces)))
+
+        def run(chunk: list[_Segment]) -> list[np.ndarray]:
+            return _run_segments(plans, l_s, projected, first_rows, chunk)
+
+        if self._pool is None or len(chunks) == 1:
+            parts = [run(chunk) for chunk in chunks]
+        else:
+            parts = list(self._pool.map(run, chunks))
+        outputs: list[np.ndarray] = [np.empty(length, np.float64) for length in lengths]
+        for chunk, found in zip(chunks, parts, strict=True):
+            for segment, values in zip(chunk, found, strict=True):
+                outputs[segment.member][segment.start : segment.start + segment.length] = values
+        return outputs
 
     def _map(self, chunk: Callable[[int, int], np.ndarray], count: int) -> np.ndarray:
         """Split ``count`` windows into spans of at most ``batch_size``, a multiple of the

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,8 @@ class ModelLookup(Protocol):
 
 class Predictor(Protocol):
     def predict_series(self, weights: LstmWeights, rows: np.ndarray) -> np.ndarray: ...
+
+    def predict_series_many(self, items: Sequence[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -128,27 +130,36 @@ class StreamScorer:
         return sum(stream.pending for stream in self.streams.values())
 
     def score(self) -> list[AnomalyEvent]:
-        """Score every pending row (one engine call per channel) and return the anomaly events.
+        """Score every pending row and return the anomaly events.
 
+        All channels' windows go to the engine in one ``predict_series_many`` call (channels of
+        one architecture share its step loop), then each channel's thresholds are updated. A
+        channel whose model is missing, does not fit or fails is left unscored alone.
         Runs off the event loop: the engine's kernels release the GIL.
         """
-        events: list[AnomalyEvent] = []
         started = time.perf_counter()
         windows = 0
+        taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]] = []
         for stream in self.streams.values():
             work = stream.take_work()
             if work is None:
                 continue
             windows += work.count
-            events += self._score_channel(stream, work)
+            weights = self._model_for(stream, work)
+            if weights is not None:
+                taken.append((stream, work, weights))
             self.last_seen[stream.channel] = time.monotonic()
+        events: list[AnomalyEvent] = []
+        for (stream, work, weights), predictions in zip(taken, self._predict(taken), strict=True):
+            if predictions is not None:
+                events += self._apply(stream, work, weights, predictions)
         if windows:
             self.metrics.scoring_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(windows)
         return events
 
-    def _score_channel(self, stream: ChannelStream, work: ScoringWork) -> list[AnomalyEvent]:
-        labels = (stream.spacecraft, stream.channel)
+    def _model_for(self, stream: ChannelStream, work: ScoringWork) -> LstmWeights | None:
+        """The channel's champion, or None (its points counted unscored) when it has none that fits."""
         try:
             weights = self.models.get(stream.channel)
             if (weights.l_s, weights.n_features) != (self.params.l_s, stream.features):
@@ -156,21 +167,49 @@ class StreamScorer:
                     f"channel {stream.channel} model version {weights.version}: input "
                     f"({weights.l_s}, {weights.n_features}), stream ({self.params.l_s}, {stream.features})"
                 )
-            predictions = self.engine.predict_series(weights, work.rows)
-        except ModelNotFound:
-            self.metrics.points_unscored.labels(*labels, "no_model").inc(work.count)
-            stream.threshold = None
-            return []
-        except ModelMismatch as exc:
-            log.error("%s; points left unscored", exc)
-            self.metrics.points_unscored.labels(*labels, "model_mismatch").inc(work.count)
-            stream.threshold = None
-            return []
         except ModelStoreError as exc:
-            log.error("channel %s: %s; points left unscored", stream.channel, exc)
-            self.metrics.points_unscored.labels(*labels, "model_error").inc(work.count)
-            stream.threshold = None
+            self._unscored(stream, work, exc)
+            return None
+        return weights
+
+    def _predict(
+        self, taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]]
+    ) -> list[np.ndarray | None]:
+        """Predictions of every taken channel in one engine call; if that call fails, channel by
+        channel, so only the failing channel is left unscored (None)."""
+        if not taken:
             return []
+        try:
+            return list(self.engine.predict_series_many([(weights, work.rows) for _, work, weights in taken]))
+        except ModelStoreError:
+            pass
+        found: list[np.ndarray | None] = []
+        for stream, work, weights in taken:
+            try:
+                found.append(self.engine.predict_series(weights, work.rows))
+            except ModelStoreError as exc:
+                self._unscored(stream, work, exc)
+                found.append(None)
+        return found
+
+    def _unscored(self, stream: ChannelStream, work: ScoringWork, exc: ModelStoreError) -> None:
+        labels = (stream.spacecraft, stream.channel)
+        if isinstance(exc, ModelNotFound):
+            reason = "no_model"
+        elif isinstance(exc, ModelMismatch):
+            log.error("%s; points left unscored", exc)
+            reason = "model_mismatch"
+        else:
+            log.error("channel %s: %s; points left unscored", stream.channel, exc)
+            reason = "model_error"
+        self.metrics.points_unscored.labels(*labels, reason).inc(work.count)
+        stream.threshold = None
+
+    def _apply(
+        self, stream: ChannelStream, work: ScoringWork, weights: LstmWeights, predictions: np.ndarray
+    ) -> list[AnomalyEvent]:
+        """Feed one channel's predictions to its threshold detector; its events and metrics."""
+        labels = (stream.spacecraft, stream.channel)
         threshold = stream.threshold
         if threshold is not None and (
             threshold.finished

@@ -96,3 +96,50 @@ def test_series_shorter_than_a_window_is_rejected(engine: InferenceEngine, nasa:
     weights = _weights(nasa.root, "T-10")
     with pytest.raises(InputError, match="series of shape"):
         engine.predict_series(weights, np.zeros((250, 55)))
+
+
+# (channel, rows of its test split): SMAP (25 features) and MSL (55) mixed, lengths 1 to 420 windows
+MANY = [("T-10", 250 + 37), ("P-1", 250 + 1), ("T-9", 250 + 420), ("A-5", 250 + 6), ("T-8", 250 + 123)]
+
+
+def _many_items(nasa: TelemanomDataset) -> list[tuple[LstmWeights, np.ndarray]]:
+    return [(_weights(nasa.root, channel), nasa.load(channel, "test")[:rows]) for channel, rows in MANY]
+
+
+@pytest.mark.parametrize(("threads", "batch_size"), [(None, 512), (1, 512), (2, 64)])
+def test_many_channels_in_one_call_equal_their_own_calls_and_the_reference(
+    nasa: TelemanomDataset, threads: int | None, batch_size: int
+) -> None:
+    """Two architecture groups (SMAP, MSL); batch_size 64 also cuts the long channel into segments."""
+    engine = InferenceEngine(threads=threads, batch_size=batch_size)
+    try:
+        items = _many_items(nasa)
+        many = engine.predict_series_many(items)
+        assert [len(found) for found in many] == [rows - 250 for _, rows in MANY]
+        for (weights, rows), found in zip(items, many, strict=True):
+            alone = engine.predict_series(weights, rows)
+            reference = np.load(nasa.root / "reference-2018" / "y_hat" / f"{weights.channel}.npy")
+            assert found.dtype == np.float64
+            assert np.abs(found - alone).max() <= 1e-6, weights.channel
+            assert np.abs(found - reference[: len(found)]).max() <= TOLERANCE, weights.channel
+    finally:
+        engine.close()
+
+
+def test_many_with_no_items_is_empty(engine: InferenceEngine) -> None:
+    assert engine.predict_series_many([]) == []
+
+
+def test_many_rejects_a_bad_series_naming_its_channel(
+    engine: InferenceEngine, nasa: TelemanomDataset
+) -> None:
+    items = _many_items(nasa)
+    weights, rows = items[2]
+    bad = rows.copy()
+    bad[3, 1] = np.nan
+    items[2] = (weights.with_version("4"), bad)
+    with pytest.raises(InputError, match="channel T-9 model version 4: input holds NaN or inf"):
+        engine.predict_series_many(items)
+    items[2] = (weights, rows[:250])
+    with pytest.raises(InputError, match="channel T-9 model version file: series of shape"):
+        engine.predict_series_many(items)

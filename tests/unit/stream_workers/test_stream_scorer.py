@@ -210,3 +210,79 @@ def test_model_that_does_not_fit_the_stream_leaves_points_unscored(
     scorer.models = models
     assert run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400) == []
     assert scorer.metrics.points_unscored.labels("MSL", "D-14", "model_mismatch")._value.get() == 150
+
+
+def _two_channels(nasa: TelemanomDataset, rows: int) -> list[RecordRef]:
+    """T-10 (MSL) and P-1 (SMAP) interleaved: one micro-batch holds both architectures."""
+    first = records("T-10", "MSL", nasa.load("T-10")[:rows])
+    second = records("P-1", "SMAP", nasa.load("P-1")[:rows])
+    return [record for pair in zip(first, second, strict=True) for record in pair]
+
+
+def test_channels_of_a_batch_are_scored_together_as_if_alone(nasa: TelemanomDataset, nasa_dir: Path) -> None:
+    scorer = make_scorer(nasa, nasa_dir)
+    calls: list[int] = []
+    many = scorer.engine.predict_series_many
+
+    def counted(items):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return many(items)
+
+    scorer.engine.predict_series_many = counted  # type: ignore[method-assign]
+    run(scorer, _two_channels(nasa, 300), chunk=600)
+    assert calls == [2]
+    latest = scorer.take_latest()
+    for channel, spacecraft in (("T-10", "MSL"), ("P-1", "SMAP")):
+        assert scorer.metrics.points_scored.labels(spacecraft, channel)._value.get() == 50
+        reference = np.load(nasa_dir / "reference-2018" / "y_hat" / f"{channel}.npy")
+        assert abs(float(latest[channel]["prediction"]) - reference[49]) <= 1e-5
+
+
+def test_a_failing_channel_leaves_only_itself_unscored(nasa: TelemanomDataset, nasa_dir: Path) -> None:
+    """No model, a model that does not fit, and an engine error, each beside a channel that scores."""
+    import dataclasses
+
+    from model_store.exceptions import InputError
+
+    batch = _two_channels(nasa, 300)
+    models = ReferenceModels(nasa_dir / "reference-2018" / "models")
+
+    scorer = make_scorer(nasa, nasa_dir)
+    scorer.models = models
+    models.loaded["T-10"] = dataclasses.replace(models.get("T-10"), l_s=50)
+    run(scorer, batch, chunk=600)
+    assert scorer.metrics.points_unscored.labels("MSL", "T-10", "model_mismatch")._value.get() == 50
+    assert scorer.metrics.points_scored.labels("SMAP", "P-1")._value.get() == 50
+
+    class Missing(ReferenceModels):
+        def get(self, channel: str) -> LstmWeights:
+            if channel == "P-1":
+                raise ModelNotFound(channel)
+            return super().get(channel)
+
+    scorer = make_scorer(nasa, nasa_dir)
+    scorer.models = Missing(nasa_dir / "reference-2018" / "models")
+    run(scorer, batch, chunk=600)
+    assert scorer.metrics.points_unscored.labels("SMAP", "P-1", "no_model")._value.get() == 50
+    assert scorer.metrics.points_scored.labels("MSL", "T-10")._value.get() == 50
+
+    scorer = make_scorer(nasa, nasa_dir)
+    engine = scorer.engine
+    assert isinstance(engine, InferenceEngine)
+
+    class FailsOnP1:
+        def predict_series(self, weights: LstmWeights, rows: np.ndarray) -> np.ndarray:
+            if weights.channel == "P-1":
+                raise InputError("channel P-1: broken")
+            return engine.predict_series(weights, rows)
+
+        def predict_series_many(self, items: list[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]:
+            if any(weights.channel == "P-1" for weights, _ in items):
+                raise InputError("channel P-1: broken")
+            return engine.predict_series_many(items)
+
+    scorer.engine = FailsOnP1()
+    run(scorer, batch, chunk=600)
+    assert scorer.metrics.points_unscored.labels("SMAP", "P-1", "model_error")._value.get() == 50
+    assert scorer.metrics.points_scored.labels("MSL", "T-10")._value.get() == 50
+    assert scorer.streams["P-1"].threshold is None
