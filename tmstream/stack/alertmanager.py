@@ -7,13 +7,8 @@ the suite's stack stays three processes. Its routes and receivers are in
 
 from __future__ import annotations
 
-import shutil
-import urllib.error
-import urllib.request
-
-from tmstream.exceptions import StackError
 from tmstream.settings import PROJECT_ROOT, Settings
-from tmstream.stack.process import ServiceProcess, port_is_free
+from tmstream.stack.process import ServiceProcess, http_ready, require
 
 CONFIG = PROJECT_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
@@ -34,23 +29,12 @@ class AlertmanagerService:
         return not self.settings.alertmanager.external
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.address}/-/ready", timeout=3) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ready(f"{self.address}/-/ready")
 
     def preflight(self) -> None:
-        if not shutil.which("prometheus-alertmanager"):
-            raise StackError(
-                "prometheus-alertmanager is not installed (apt-get install -y prometheus-alertmanager), "
-                "or set TMSTREAM_ALERTMANAGER_ENABLED=false"
-            )
-        if not port_is_free(self.settings.alertmanager.port):
-            raise StackError(
-                f"alertmanager: port {self.settings.alertmanager.port} is already in use by another "
-                "process (set TMSTREAM_ALERTMANAGER_PORT or stop it)"
-            )
+        port = self.settings.alertmanager.port
+        require("alertmanager", "prometheus-alertmanager", "prometheus-alertmanager", port,
+                "TMSTREAM_ALERTMANAGER_PORT")  # fmt: skip
 
     def start(self) -> None:
         folder = self.process.folder

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,25 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def http_ready(url: str) -> bool:
+    """True when ``url`` answers 200 (Prometheus's and Alertmanager's ``/-/ready``)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def require(service: str, binary: str, package: str, port: int, port_variable: str) -> None:
+    """Fail with one clear line when ``binary`` is missing or ``port`` is taken."""
+    if not shutil.which(binary):
+        raise StackError(f"{binary} is not installed (apt-get install -y {package})")
+    if not port_is_free(port):
+        raise StackError(
+            f"{service}: port {port} is already in use by another process (set {port_variable} or stop it)"
+        )
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:

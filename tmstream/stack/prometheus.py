@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tmstream.exceptions import StackError
 from tmstream.settings import PROJECT_ROOT, Settings
-from tmstream.stack.process import ServiceProcess, port_is_free
+from tmstream.stack.process import ServiceProcess, http_ready, require
 
 RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
 
@@ -76,20 +72,11 @@ class PrometheusService:
         return not self.settings.prometheus.external
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.address}/-/ready", timeout=3) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ready(f"{self.address}/-/ready")
 
     def preflight(self) -> None:
-        if not shutil.which("prometheus"):
-            raise StackError("prometheus is not installed (apt-get install -y prometheus)")
-        if not port_is_free(self.settings.prometheus.port):
-            raise StackError(
-                f"prometheus: port {self.settings.prometheus.port} is already in use by another "
-                "process (set TMSTREAM_PROMETHEUS_PORT or stop it)"
-            )
+        port = self.settings.prometheus.port
+        require("prometheus", "prometheus", "prometheus", port, "TMSTREAM_PROMETHEUS_PORT")
 
     def start(self) -> None:
         folder = self.process.folder

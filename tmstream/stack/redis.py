@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import redis
 
 from tmstream.exceptions import StackError
 from tmstream.settings import Settings
-from tmstream.stack.process import ServiceProcess, port_is_free
+from tmstream.stack.process import ServiceProcess, require
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -56,13 +55,7 @@ class RedisService:
             raise StackError("redis.username needs redis.password (or redis.password_file)")
         if any(c.isspace() or c in "\"'\\" for c in f"{redis_settings.username or ''}{secret}"):
             raise StackError("redis.username and redis.password may not hold spaces, quotes or backslashes")
-        if not shutil.which("redis-server"):
-            raise StackError("redis-server is not installed (apt-get install -y redis-server)")
-        if not port_is_free(self.settings.redis.port):
-            raise StackError(
-                f"redis: port {self.settings.redis.port} is already in use by another process "
-                "(set TMSTREAM_REDIS_PORT or stop it)"
-            )
+        require("redis", "redis-server", "redis-server", redis_settings.port, "TMSTREAM_REDIS_PORT")
 
     def start(self) -> None:
         folder = self.process.folder
