@@ -6,8 +6,11 @@ from the last snapshot on the compacted state topic and re-reads the records aft
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -34,12 +37,23 @@ def test_restart_with_an_empty_state_folder_changes_no_emission(pipeline) -> Non
     pipeline.env["BROKER_SESSION_TIMEOUT"] = "15"  # Faust's knob: the dead member's partitions free up sooner
     pipeline.start_worker("w1")
     pipeline.wait_ready("w1")
-    replay = pipeline.tmstream("replay", "--channels", CHANNEL, "--max")
-    assert replay.returncode == 0, replay.stderr
-
-    pipeline.wait_for(lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 900, 120, "900 scored")
-    scored_before = pipeline.metric("w1", "tmstream_points_scored_total")
-    pipeline.stop_worker("w1", signal.SIGKILL)
+    # Paced (about 13 s for 2,625 rows), so the kill lands mid-stream however fast the worker scores.
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "tmstream", "replay", "--channels", CHANNEL, "--rate", "200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **pipeline.env},
+    )
+    try:
+        pipeline.wait_for(
+            lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 900, 120, "900 scored"
+        )
+        scored_before = pipeline.metric("w1", "tmstream_points_scored_total")
+        pipeline.stop_worker("w1", signal.SIGKILL)
+    finally:
+        _, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err[-2000:]
     datadir = settings.state_dir / "worker" / "w1"
     assert datadir.is_dir()
     shutil.rmtree(datadir)
