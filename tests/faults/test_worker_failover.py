@@ -7,7 +7,10 @@ partition 1 (murmur2 of the key, as the replay's publisher routes it): each work
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 from kafka.partitioner.default import murmur2
@@ -49,16 +52,25 @@ def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -
         90,
         "two partitions (one per topic) on each worker",
     )
-    replay = pipeline.tmstream("replay", "--channels", ",".join(CHANNELS), "--max")
-    assert replay.returncode == 0, replay.stderr
-
-    pipeline.wait_for(
-        lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1"
+    # Paced (P-1's 8,505 rows in about 11 s), so the kill lands mid-stream however fast the workers are.
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "tmstream", "replay", "--channels", ",".join(CHANNELS), "--rate", "800"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **pipeline.env},
     )
-    victim, survivor = ("w1", "w2") if scored(pipeline, "w1", "P-1") else ("w2", "w1")
-    assert scored(pipeline, survivor, "P-1") == 0 and scored(pipeline, victim, "D-14") == 0
-    victim_scored = scored(pipeline, victim, "P-1")
-    pipeline.stop_worker(victim, signal.SIGKILL)
+    try:
+        pipeline.wait_for(
+            lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1"
+        )
+        victim, survivor = ("w1", "w2") if scored(pipeline, "w1", "P-1") else ("w2", "w1")
+        assert scored(pipeline, survivor, "P-1") == 0 and scored(pipeline, victim, "D-14") == 0
+        victim_scored = scored(pipeline, victim, "P-1")
+        pipeline.stop_worker(victim, signal.SIGKILL)
+    finally:
+        _, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err[-2000:]
     resumed = snapshot_rows(settings)["P-1"]
     assert l_s < resumed < rows["P-1"]
 
