@@ -241,10 +241,12 @@ class KafkaService:
         config.write_text(server_properties(self.settings, data_dir))
         classpath = f"{libs}/*"
         if not (data_dir / "meta.properties").exists():
+            # "--cluster-id=…" in one argument: a base64 id may start with "-", which argparse would
+            # otherwise take for an option (one start in 64 failed that way).
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
                 ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config), "--ignore-formatted", *self._scram_user()],
+                 f"--cluster-id={cluster_id}", "-c", str(config), "--ignore-formatted", *self._scram_user()],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if formatted.returncode != 0:
