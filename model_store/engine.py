@@ -5,13 +5,18 @@ to BLAS; the gate math of one step is one fused numba kernel (``nogil``, vectori
 Keras/TF's CPU ``tanh`` is Eigen's rational approximation, so the kernel uses the same one: it
 vectorises where libm's ``tanhf`` does not, and it tracks the 2018 predictions to ~1e-6.
 
-Batches are split across threads with BLAS pinned to one thread each: for GEMMs this small
-(B x 80 x 320), per-call BLAS threading costs more than it gains (≈2,800 vs ≈4,000 windows/s).
+Everything is laid out transposed, windows last: gates (4H, windows) = W^T · state^T. The gate
+kernel then walks each unit's windows as one contiguous run, which LLVM vectorises fully; with
+windows first, each window's 80 units left a scalar remainder and the gates cost 3 times as much
+(docs/PERFORMANCE.md, "Engine").
 
-``predict_series_many`` scores many channels that share an architecture in one step loop with
-per-channel weights (a stacked ``np.matmul`` and one gate call per step and layer over all of them),
-so a stream of many channels with a few windows each pays the ~2 ms per-call floor once, not once
-per channel (docs/PERFORMANCE.md, "Pipeline").
+Batches are split across threads with BLAS pinned to one thread each: for GEMMs this small
+(320 x 160 by 160 x B), per-call BLAS threading costs more than it gains.
+
+Channels that share an architecture run in one step loop with per-channel weights (a stacked
+``np.matmul`` and one gate call per step and layer over all of them), so a stream of many
+channels with a few windows each pays the ~2 ms per-call floor once, not once per channel
+(docs/PERFORMANCE.md, "Pipeline").
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ from model_store.exceptions import InputError
 from model_store.weights import LstmWeights
 
 _F32_2D = types.Array(types.float32, 2, "C")
+_F32_3D = types.Array(types.float32, 3, "C")
+_INDEX = types.Array(types.int64, 1, "C")
 _CELL_SIGNATURE = types.void(
-    _F32_2D, _F32_2D, types.int64, types.int64, _F32_2D, _F32_2D, types.int64, types.boolean
+    _F32_3D, _F32_2D, _INDEX, types.boolean, _F32_3D, _F32_3D, types.int64, types.boolean
 )
+# contract: let LLVM fuse a*b+c into FMAs (as Eigen's own kernels do); no reassociation, no fast division
+_MATH = {"contract"}
 
 
-@njit(inline="always", fastmath=False, error_model="numpy")
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
 def _tanh(x: np.float32) -> np.float32:
     """Eigen's float tanh (what TF's CPU kernels use): rational 13/6, ≤3.3e-7 absolute error."""
     limit = np.float32(7.90531110763549805)
@@ -54,98 +63,81 @@ def _tanh(x: np.float32) -> np.float32:
     return p / q
 
 
-@njit(inline="always", fastmath=False, error_model="numpy")
-def _gate(x: np.float32, hard: bool) -> np.float32:
-    """Keras 2 ``hard_sigmoid`` (clip(0.2x + 0.5, 0, 1)) or the logistic sigmoid via tanh."""
-    if hard:
-        y = np.float32(0.2) * x + np.float32(0.5)
-        y = y if y > np.float32(0.0) else np.float32(0.0)
-        return y if y < np.float32(1.0) else np.float32(1.0)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _hard_sigmoid(x: np.float32) -> np.float32:
+    """Keras 2's ``hard_sigmoid``: clip(0.2x + 0.5, 0, 1), the 2018 models' recurrent activation."""
+    y = np.float32(0.2) * x + np.float32(0.5)
+    y = y if y > np.float32(0.0) else np.float32(0.0)
+    return y if y < np.float32(1.0) else np.float32(1.0)
+
+
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _sigmoid(x: np.float32) -> np.float32:
     return np.float32(0.5) * _tanh(np.float32(0.5) * x) + np.float32(0.5)
 
 
-@njit(_CELL_SIGNATURE, fastmath=False, nogil=True, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, gate):
+    """One unit of one layer for every window of a segment: contiguous rows, so LLVM vectorises it
+    (``gate`` and ``step`` are constants once inlined; ``step`` 0 broadcasts the bias)."""
+    for b in range(len(c)):
+        k = b * step
+        cell = gate(zf[b] + af[k]) * c[b] + gate(zi[b] + ai[k]) * _tanh(zg[b] + ag[k])
+        c[b] = cell
+        h[b] = gate(zo[b] + ao[k]) * _tanh(cell)
+
+
+@njit(_CELL_SIGNATURE, fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
 def _cell(
     z: np.ndarray,
     add: np.ndarray,
-    add_start: int,
-    add_step: int,
+    cols: np.ndarray,
+    broadcast: bool,
     c: np.ndarray,
     state: np.ndarray,
     offset: int,
     hard: bool,
 ) -> None:
-    """One LSTM step for a batch, in place: z (B, 4H) = h·U [+ x·W], plus row ``add_start +
-    b·add_step`` of ``add`` (the input projection, or the bias with step 0); updates c and writes
-    h into ``state[:, offset:offset+H]``. Gate order i, f, c, o."""
-    batch, units = c.shape
-    h = np.empty(units, np.float32)
-    for b in range(batch):
-        zb = z[b]
-        ab = add[add_start + b * add_step]
-        for j in range(4 * units):
-            zb[j] += ab[j]
-        cb = c[b]
-        for j in range(units):
-            cell = _gate(zb[units + j], hard) * cb[j] + _gate(zb[j], hard) * _tanh(zb[2 * units + j])
-            cb[j] = cell
-            h[j] = _gate(zb[3 * units + j], hard) * _tanh(cell)
-        sb = state[b]
-        for j in range(units):
-            sb[offset + j] = h[j]
+    """One LSTM step of every window of n segments, in place, gates i, f, c, o.
 
-
-_INDEX = types.Array(types.int64, 1, "C")
-_CELL_INDEXED_SIGNATURE = types.void(
-    _F32_2D, _F32_2D, _INDEX, types.int64, _F32_2D, _F32_2D, types.int64, types.boolean
-)
-
-
-@njit(_CELL_INDEXED_SIGNATURE, fastmath=False, nogil=True, error_model="numpy", cache=True)
-def _cell_indexed(
-    z: np.ndarray,
-    add: np.ndarray,
-    index: np.ndarray,
-    shift: int,
-    c: np.ndarray,
-    state: np.ndarray,
-    offset: int,
-    hard: bool,
-) -> None:
-    """:func:`_cell` with row ``index[b] + shift`` of ``add`` added to row b: the per-channel input
-    projection (index = the window's first row in the stacked projections, shift = the step) or the
-    per-channel bias (index = the row's segment, shift 0). Same arithmetic, in the same order."""
-    batch, units = c.shape
-    h = np.empty(units, np.float32)
-    for b in range(batch):
-        zb = z[b]
-        ab = add[index[b] + shift]
-        for j in range(4 * units):
-            zb[j] += ab[j]
-        cb = c[b]
-        for j in range(units):
-            cell = _gate(zb[units + j], hard) * cb[j] + _gate(zb[j], hard) * _tanh(zb[2 * units + j])
-            cb[j] = cell
-            h[j] = _gate(zb[3 * units + j], hard) * _tanh(cell)
-        sb = state[b]
-        for j in range(units):
-            sb[offset + j] = h[j]
+    z (n, 4H, S) = the step's matmul; segment m adds ``add[:, cols[m] + b]`` to window b (the
+    input projection), or with ``broadcast`` ``add[:, cols[m]]`` to all (its bias). Updates c
+    (n, H, S) and writes h into rows ``offset … offset + H - 1`` of state (n, width, S). Windows
+    are the last axis, so each unit is one contiguous run for the vector units."""
+    count, gates, _ = z.shape
+    units = gates // 4
+    for m in range(count):
+        col = cols[m]
+        for r in range(units):
+            zi, zf, zg, zo = z[m, r], z[m, units + r], z[m, 2 * units + r], z[m, 3 * units + r]
+            ai, af = add[r, col:], add[units + r, col:]
+            ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
+            c_row, h_row = c[m, r], state[m, offset + r]
+            if hard and broadcast:
+                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c_row, h_row, _hard_sigmoid)
+            elif hard:
+                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c_row, h_row, _hard_sigmoid)
+            elif broadcast:
+                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c_row, h_row, _sigmoid)
+            else:
+                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c_row, h_row, _sigmoid)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Float32 matrices laid out for the step loop (built once per call, cheap)."""
+    """Float32 matrices laid out for the step loop, transposed: gates (4H, windows) = W^T · state^T,
+    so the gate kernel runs along windows. Built once per call (cheap)."""
 
     features: int
-    offsets: tuple[int, ...]  # column of each layer's h inside the state row
+    offsets: tuple[int, ...]  # row of each layer's h inside the state (features first)
     units: tuple[int, ...]
-    input_kernel: np.ndarray  # (F, 4H0)
-    first_bias: np.ndarray  # (1, 4H0)
-    first_stacked: np.ndarray  # (F + H0, 4H0): [W0; U0], for windows
-    first_recurrent: np.ndarray  # (H0, 4H0), for series (input projected once per row)
-    stacked: tuple[np.ndarray, ...]  # layers 1..: [W_k; U_k]
-    biases: tuple[np.ndarray, ...]  # layers 1..: (1, 4H_k)
-    dense: np.ndarray  # (H_last,) column 0 of the Dense kernel
+    input_kernel_t: np.ndarray  # (4H0, F)
+    first_bias: np.ndarray  # (4H0, 1)
+    first_stacked_t: np.ndarray  # (4H0, F + H0): [W0; U0]^T, for windows
+    first_recurrent_t: np.ndarray  # (4H0, H0), for series (input projected once per row)
+    stacked_t: tuple[np.ndarray, ...]  # layers 1..: [W_k; U_k]^T
+    biases: tuple[np.ndarray, ...]  # layers 1..: (4H_k, 1)
+    dense: np.ndarray  # (1, H_last): column 0 of the Dense kernel
     dense_bias: np.float32
     hard: bool
 
@@ -153,65 +145,78 @@ class _Plan:
     def of(cls, weights: LstmWeights) -> _Plan:
         first = weights.layers[0]
         features = weights.n_features
-        offsets, column = [], features
+        offsets, row = [], features
         for layer in weights.layers:
-            offsets.append(column)
-            column += layer.units
+            offsets.append(row)
+            row += layer.units
         return cls(
             features=features,
             offsets=tuple(offsets),
             units=tuple(weights.units),
-            input_kernel=first.kernel,
-            first_bias=first.bias.reshape(1, -1),
-            first_stacked=np.ascontiguousarray(np.vstack([first.kernel, first.recurrent_kernel])),
-            first_recurrent=first.recurrent_kernel,
-            stacked=tuple(
-                np.ascontiguousarray(np.vstack([layer.kernel, layer.recurrent_kernel]))
+            input_kernel_t=np.ascontiguousarray(first.kernel.T),
+            first_bias=first.bias.reshape(-1, 1),
+            first_stacked_t=np.ascontiguousarray(np.vstack([first.kernel, first.recurrent_kernel]).T),
+            first_recurrent_t=np.ascontiguousarray(first.recurrent_kernel.T),
+            stacked_t=tuple(
+                np.ascontiguousarray(np.vstack([layer.kernel, layer.recurrent_kernel]).T)
                 for layer in weights.layers[1:]
             ),
-            biases=tuple(layer.bias.reshape(1, -1) for layer in weights.layers[1:]),
-            dense=np.ascontiguousarray(weights.dense_kernel[:, 0]),
+            biases=tuple(layer.bias.reshape(-1, 1) for layer in weights.layers[1:]),
+            dense=np.ascontiguousarray(weights.dense_kernel[:, 0].reshape(1, -1)),
             dense_bias=np.float32(weights.dense_bias[0]),
             hard=weights.recurrent_activation == "hard_sigmoid_keras2",
         )
 
     @property
-    def width(self) -> int:
+    def height(self) -> int:
         return self.offsets[-1] + self.units[-1]
 
 
-def _run_batch(
-    plan: _Plan,
+def _forward(
+    chosen: Sequence[_Plan],
     steps: int,
-    batch: int,
-    projected: np.ndarray | None,
-    first_row: int,
-    inputs: np.ndarray | None,
+    width: int,
+    projected: np.ndarray | None = None,
+    first_cols: np.ndarray | None = None,
+    inputs: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Forward ``batch`` windows of ``steps`` rows from zero state; returns output[0] of each.
+    """Forward ``width`` windows of each of n segments (segment m with ``chosen[m]``'s weights)
+    ``steps`` rows from zero state; returns output[0] of each window, (n, width).
 
-    Either ``projected`` (rows·W0 + b0, window b at step t is row first_row + b + t) or
-    ``inputs`` (B, steps, F) windows whose rows are copied into the state row each step.
+    Series: ``projected`` (4H0, rows) holds rows·W0 + b0 of every channel; segment m's window b at
+    step t is column ``first_cols[m] + b + t``. Windows (one segment): ``inputs`` (width, steps, F)
+    are copied into the state's feature rows each step. Per step and layer: one (stacked) matmul
+    (n, 4H, in) @ (n, in, width) with each segment's own weights, and one gate call for all.
     """
-    state = np.zeros((batch, plan.width), np.float32)
-    cells = [np.zeros((batch, units), np.float32) for units in plan.units]
-    gates = [np.empty((batch, 4 * units), np.float32) for units in plan.units]
-    f, h0 = plan.features, plan.units[0]
+    count, plan = len(chosen), chosen[0]
+    units, offsets, f = plan.units, plan.offsets, plan.features
+    state = np.zeros((count, plan.height, width), np.float32)
+    cells = [np.zeros((count, h, width), np.float32) for h in units]
+    gates = [np.empty((count, 4 * h, width), np.float32) for h in units]
+    members = np.arange(count, dtype=np.int64)
+    stacked = [np.stack([p.stacked_t[k] for p in chosen]) for k in range(len(units) - 1)]
+    biases = [np.ascontiguousarray(np.hstack([p.biases[k] for p in chosen])) for k in range(len(units) - 1)]
+    if inputs is None:
+        assert projected is not None and first_cols is not None
+        recurrent = np.stack([p.first_recurrent_t for p in chosen])
+        first_state = state[:, f : f + units[0]]
+    else:
+        recurrent = plan.first_stacked_t[None]
+        first_state = state[:, : f + units[0]]
+        projected, first_cols = plan.first_bias, members
+    windows = inputs is not None
     for t in range(steps):
-        if projected is not None:
-            np.matmul(state[:, f : f + h0], plan.first_recurrent, out=gates[0])
-            _cell(gates[0], projected, first_row + t, 1, cells[0], state, f, plan.hard)
-        else:
-            assert inputs is not None
-            state[:, :f] = inputs[:, t, :]
-            np.matmul(state[:, : f + h0], plan.first_stacked, out=gates[0])
-            _cell(gates[0], plan.first_bias, 0, 0, cells[0], state, f, plan.hard)
-        for k in range(1, len(plan.units)):
-            span = state[:, plan.offsets[k - 1] : plan.offsets[k] + plan.units[k]]
-            np.matmul(span, plan.stacked[k - 1], out=gates[k])
-            _cell(gates[k], plan.biases[k - 1], 0, 0, cells[k], state, plan.offsets[k], plan.hard)
-    last = state[:, plan.offsets[-1] :]
-    return np.asarray(last @ plan.dense + plan.dense_bias, dtype=np.float32)
+        if inputs is not None:
+            state[0, :f] = inputs[:, t, :].T
+        np.matmul(recurrent, first_state, out=gates[0])
+        shift = 0 if windows else t
+        _cell(gates[0], projected, first_cols + shift, windows, cells[0], state, f, plan.hard)
+        for k in range(1, len(units)):
+            np.matmul(stacked[k - 1], state[:, offsets[k - 1] : offsets[k] + units[k]], out=gates[k])
+            _cell(gates[k], biases[k - 1], members, True, cells[k], state, offsets[k], plan.hard)
+    dense = np.stack([p.dense for p in chosen])
+    dense_bias = np.array([p.dense_bias for p in chosen], np.float32)[:, None]
+    return np.matmul(dense, state[:, offsets[-1] :])[:, 0, :] + dense_bias
 
 
 @dataclass(frozen=True)
@@ -221,50 +226,6 @@ class _Segment:
     member: int  # position of the channel in its group
     start: int
     length: int
-
-
-def _run_segments(
-    plans: Sequence[_Plan],
-    steps: int,
-    projected: np.ndarray,
-    first_rows: Sequence[int],
-    segments: Sequence[_Segment],
-) -> list[np.ndarray]:
-    """Forward ``segments`` (windows of channels sharing one architecture) from zero state in one
-    step loop: per step and layer one stacked matmul (n, S, ·) @ (n, ·, 4H) with each segment's own
-    weights and one gate call over all n·S rows. Segments shorter than S are padded by repeating
-    their last window (computed, then dropped). ``projected`` stacks every channel's rows·W0 + b0;
-    channel m's rows start at ``first_rows[m]``. Returns output[0] of each segment's windows."""
-    count, longest = len(segments), max(segment.length for segment in segments)
-    rows = count * longest
-    units = plans[0].units
-    offsets = np.concatenate([[0], np.cumsum(units)]).astype(int).tolist()
-    chosen = [plans[segment.member] for segment in segments]
-    recurrent = np.stack([plan.first_recurrent for plan in chosen])
-    stacked = [np.stack([plan.stacked[k] for plan in chosen]) for k in range(len(units) - 1)]
-    biases = [np.concatenate([plan.biases[k] for plan in chosen]) for k in range(len(units) - 1)]
-    dense = np.stack([plan.dense for plan in chosen])[:, :, None]
-    dense_bias = np.array([plan.dense_bias for plan in chosen], np.float32)[:, None]
-    window = np.minimum(np.arange(longest), np.array([[s.length - 1] for s in segments]))
-    starts = np.array([[first_rows[s.member] + s.start] for s in segments])
-    first_row = np.ascontiguousarray((starts + window).reshape(-1), dtype=np.int64)
-    member_row = np.ascontiguousarray(np.repeat(np.arange(count, dtype=np.int64), longest))
-
-    state3 = np.zeros((count, longest, offsets[-1]), np.float32)
-    state = state3.reshape(rows, offsets[-1])
-    cells = [np.zeros((rows, width), np.float32) for width in units]
-    gates3 = [np.empty((count, longest, 4 * width), np.float32) for width in units]
-    gates = [gate.reshape(rows, -1) for gate in gates3]
-    hard = plans[0].hard
-    for t in range(steps):
-        np.matmul(state3[:, :, : units[0]], recurrent, out=gates3[0])
-        _cell_indexed(gates[0], projected, first_row, t, cells[0], state, 0, hard)
-        for k in range(1, len(units)):
-            span = state3[:, :, offsets[k - 1] : offsets[k + 1]]
-            np.matmul(span, stacked[k - 1], out=gates3[k])
-            _cell_indexed(gates[k], biases[k - 1], member_row, 0, cells[k], state, offsets[k], hard)
-    output = np.matmul(state3[:, :, offsets[-2] :], dense)[:, :, 0] + dense_bias
-    return [output[i, : segment.length] for i, segment in enumerate(segments)]
 
 
 # channel segments per chunk: their weights (≈307 KB per reference model) must stay in cache, since
@@ -327,7 +288,7 @@ class InferenceEngine:
         inputs = np.ascontiguousarray(windows, dtype=np.float32)
 
         def chunk(start: int, stop: int) -> np.ndarray:
-            return _run_batch(plan, weights.l_s, stop - start, None, 0, inputs[start:stop])
+            return _forward([plan], weights.l_s, stop - start, inputs=inputs[start:stop])[0]
 
         return self._map(chunk, len(inputs))
 
@@ -337,23 +298,7 @@ class InferenceEngine:
         Element i is the model on rows i..i+l_s-1. The first layer's input projection is done
         once per row rather than once per window, since each row is shared by l_s windows.
         """
-        rows = np.asarray(rows)
-        if rows.ndim != 2 or rows.shape[1] != weights.n_features or rows.shape[0] <= weights.l_s:
-            raise InputError(
-                f"channel {weights.channel} model version {weights.version}: series of shape "
-                f"{rows.shape}, expected (more than {weights.l_s} rows, {weights.n_features})"
-            )
-        _require_finite(weights, rows)
-        plan = _Plan.of(weights)
-        rows32 = np.ascontiguousarray(rows, dtype=np.float32)
-        count = rows.shape[0] - weights.l_s
-
-        def chunk(start: int, stop: int) -> np.ndarray:
-            span = rows32[start : stop + weights.l_s - 1]
-            projected = np.ascontiguousarray(span @ plan.input_kernel + plan.first_bias)
-            return _run_batch(plan, weights.l_s, stop - start, projected, 0, None)
-
-        return self._map(chunk, count)
+        return self.predict_series_many([(weights, rows)])[0]
 
     def predict_series_many(self, items: Sequence[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]:
         """:meth:`predict_series` of each (weights, rows) pair, in order, in few step loops.
@@ -395,21 +340,24 @@ class InferenceEngine:
     ) -> list[np.ndarray]:
         plans = [_Plan.of(items[m][0]) for m in members]
         l_s = items[members[0]][0].l_s
-        sizes = [len(rows32[m]) for m in members]
-        first_rows = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
-        projected = np.empty((first_rows[-1], 4 * plans[0].units[0]), np.float32)
-        for member, (plan, m) in enumerate(zip(plans, members, strict=True)):
-            block = projected[first_rows[member] : first_rows[member + 1]]
-            np.matmul(rows32[m], plan.input_kernel, out=block)
-            block += plan.first_bias
         lengths = [counts[m] for m in members]
-        total = sum(lengths)
-        pieces = max(self.threads, -(-total // self.batch_size))
-        pieces = -(-pieces // self.threads) * self.threads
-        chunks = _pack(lengths, max(1, -(-total // pieces)))
+        chunks = _pack(lengths, max(1, -(-sum(lengths) // self._pieces(sum(lengths)))))
+        first_cols = np.concatenate([[0], np.cumsum([len(rows32[m]) for m in members])]).astype(int)
+        # a chunk's shorter segments run as wide as its longest: zero columns past the last row
+        # keep their extra windows in bounds (computed, then dropped)
+        widest = max(segment.length for chunk in chunks for segment in chunk)
+        projected = np.zeros((4 * plans[0].units[0], first_cols[-1] + widest), np.float32)
+        for member, (plan, m) in enumerate(zip(plans, members, strict=True)):
+            block = projected[:, first_cols[member] : first_cols[member + 1]]
+            np.matmul(plan.input_kernel_t, rows32[m].T, out=block)
+            block += plan.first_bias
 
         def run(chunk: list[_Segment]) -> list[np.ndarray]:
-            return _run_segments(plans, l_s, projected, first_rows, chunk)
+            chosen = [plans[segment.member] for segment in chunk]
+            cols = np.array([first_cols[segment.member] + segment.start for segment in chunk], np.int64)
+            width = max(segment.length for segment in chunk)
+            found = _forward(chosen, l_s, width, projected, cols)
+            return [found[i, : segment.length] for i, segment in enumerate(chunk)]
 
         if self._pool is None or len(chunks) == 1:
             parts = [run(chunk) for chunk in chunks]
@@ -421,14 +369,17 @@ class InferenceEngine:
                 outputs[segment.member][segment.start : segment.start + segment.length] = values
         return outputs
 
+    def _pieces(self, count: int) -> int:
+        """Spans for ``count`` windows: at most ``batch_size`` each, a multiple of the thread count
+        so every thread gets an equal share."""
+        pieces = max(self.threads, -(-count // self.batch_size))
+        return -(-pieces // self.threads) * self.threads
+
     def _map(self, chunk: Callable[[int, int], np.ndarray], count: int) -> np.ndarray:
-        """Split ``count`` windows into spans of at most ``batch_size``, a multiple of the
-        thread count so every thread gets an equal share, and run them on the pool."""
+        """Run ``count`` windows on the pool in :meth:`_pieces` spans."""
         if count == 0:
             return np.empty(0, np.float64)
-        pieces = max(self.threads, -(-count // self.batch_size))
-        pieces = -(-pieces // self.threads) * self.threads
-        edges = np.linspace(0, count, min(pieces, count) + 1).astype(int)
+        edges = np.linspace(0, count, min(self._pieces(count), count) + 1).astype(int)
         spans = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
         if self._pool is None or len(spans) == 1:
             parts = [chunk(a, b) for a, b in spans]
