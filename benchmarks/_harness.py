@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers.registry import ChannelRegistry
-from tmstream.settings import Settings, config_dir
+from tmstream.settings import Settings, config_dir, load_settings
 
 Buckets = list[tuple[float, float]]  # (upper bound "le", cumulative count), ascending, +Inf last
 
@@ -313,3 +313,22 @@ def import_models(channels: Sequence[str]) -> None:
         capture_output=True,
         timeout=900,
     )
+
+
+@contextmanager
+def testing_stack() -> Iterator[Settings]:
+    """The testing overlay's local stack (Kafka, Redis, Prometheus): services already answering are
+    used as they are, the others are started here and stopped on exit, so each stream benchmark is
+    one command on a fresh checkout."""
+    from tmstream.stack import LocalStack
+
+    settings = load_settings({"environment": "testing"})
+    stack = LocalStack(settings)
+    missing = [service for service in stack.services if not service.healthy()]
+    if missing:
+        stack.up()
+    try:
+        yield settings
+    finally:
+        for service in reversed(missing):
+            service.process.stop()

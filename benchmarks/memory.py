@@ -35,10 +35,11 @@ from benchmarks._harness import (
     import_models,
     load_average,
     rss_bytes,
+    testing_stack,
     truncated_split,
     wait_for,
 )
-from tmstream.settings import Settings, load_settings
+from tmstream.settings import Settings
 
 POINTS = 20
 TIMEOUT_S = 300.0
@@ -128,7 +129,11 @@ def worker_run(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dict
 
 
 def run() -> dict[str, Any]:
-    stack = load_settings({"environment": "testing"})
+    with testing_stack() as stack:
+        return measure(stack)
+
+
+def measure(stack: Settings) -> dict[str, Any]:
     channels = tuple(sorted(p.stem for p in (stack.data_dir / "test").glob("*.npy")))
     import_models(channels)
     folder = Path(stack.state_dir) / "bench-memory"

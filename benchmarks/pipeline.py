@@ -18,7 +18,7 @@ are per channel batch; at a steady rate a batch holds about one point per channe
 
 ``TMSTREAM_BENCH_CHANNELS``: channels of the overhead and max-rate runs (comma-separated, or ``all``;
 default the six demo channels); ``TMSTREAM_BENCH_RATE_CHANNELS``: channels of the steady-rate run
-(default ``all``, the 82 of the data set). Needs ``tmstream -e testing stack up``.
+(default ``all``, the 82 of the data set). Runs on the testing stack (started if it is not up).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from benchmarks._harness import (
     load_average,
     metric_sum,
     stop,
+    testing_stack,
 )
-from tmstream.settings import Settings, load_settings
+from tmstream.settings import Settings
 
 DEMO_CHANNELS = ("P-1", "A-5", "A-6", "D-14", "F-5", "P-11")
 LATENCY = "tmstream_event_to_scored_seconds"
@@ -165,7 +166,11 @@ def steady_rate(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dic
 
 
 def run() -> dict[str, Any]:
-    stack = load_settings({"environment": "testing"})
+    with testing_stack() as stack:
+        return measure(stack)
+
+
+def measure(stack: Settings) -> dict[str, Any]:
     channels = channels_from("TMSTREAM_BENCH_CHANNELS", ",".join(DEMO_CHANNELS), stack)
     rate_channels = channels_from("TMSTREAM_BENCH_RATE_CHANNELS", "all", stack)
     import_models(sorted(set(channels) | set(rate_channels)))

@@ -1,4 +1,4 @@
-"""Producer throughput against the running broker (``tmstream -e testing stack up`` or the dev stack).
+"""Producer throughput against the testing stack's broker (started for the run if it is not up).
 
 Two measurements, each into fresh topics that are deleted afterwards:
 - one channel, SMAP width (25 values): P-1's test split sent ``REPEATS`` times with
@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from benchmarks._harness import testing_stack
 from producers.publisher import TelemetryPublisher
 from producers.registry import ChannelRegistry
 from producers.replay import FAST_TUNING
 from producers.topics import admin_client, ensure_topics
-from tmstream.settings import PROJECT_ROOT, Settings, load_settings
+from tmstream.settings import PROJECT_ROOT, Settings
 
 CHANNEL = "P-1"
 REPEATS = 8
@@ -69,6 +70,8 @@ def full_split(settings: Settings, folder: Path, run_id: str) -> dict[str, Any]:
         sys.executable,
         "-m",
         "tmstream",
+        "--environment",
+        settings.environment,
         "replay",
         "--max",
         "--json",
@@ -98,7 +101,11 @@ def delete_topics(settings: Settings, run_id: str) -> None:
 
 
 def run() -> dict[str, Any]:
-    settings = load_settings()
+    with testing_stack() as settings:
+        return measure(settings)
+
+
+def measure(settings: Settings) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     results: dict[str, Any] = {
         "environment": settings.environment,

@@ -35,10 +35,11 @@ from benchmarks._harness import (
     metric_sum,
     rss_bytes,
     stop,
+    testing_stack,
 )
 from model_store.weights import LstmLayer, LstmWeights
 from producers.synth import SynthSpec, write_synthetic
-from tmstream.settings import Settings, load_settings
+from tmstream.settings import Settings
 
 BURST = 30
 UNITS = 16
@@ -152,7 +153,11 @@ def fleet(stack: Settings, folder: Path, count: int) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    stack = load_settings({"environment": "testing"})
+    with testing_stack() as stack:
+        return measure(stack)
+
+
+def measure(stack: Settings) -> dict[str, Any]:
     counts = [int(n) for n in os.environ.get("TMSTREAM_BENCH_SCALE_COUNTS", "82,1000").split(",")]
     folder = Path(stack.state_dir) / "bench-scale"
     folder.mkdir(parents=True, exist_ok=True)

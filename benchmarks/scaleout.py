@@ -8,7 +8,7 @@ partitions each worker holds, the points each worker scored, the throughput (poi
 time from the first scored point to the last, polled from ``/metrics``), and the closed anomaly
 events on its anomalies topic.
 
-Needs the testing stack (``tmstream -e testing stack up``); the reference models of the channels are
+Runs on the testing stack (started if it is not up); the reference models of the channels are
 imported into its registry (idempotent). Faust assigns partition *numbers* to workers, the same
 numbers for every telemetry topic, and a channel's points all sit in the partition its key hashes to:
 the channels below are picked two per partition number (murmur2 of the key modulo 6), so any
@@ -31,10 +31,11 @@ from benchmarks._harness import (
     import_models,
     load_average,
     metric_sum,
+    testing_stack,
     wait_for,
 )
 from stream_workers.topic_reader import read_topic
-from tmstream.settings import Settings, load_settings
+from tmstream.settings import Settings
 
 PARTITIONS = 6
 # Two MSL channels (55 values per point) per partition number 0..5, about 2,000-2,300 test rows each.
@@ -153,7 +154,11 @@ def summary(result: ConfigurationResult) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     """1, 2 and 3 workers on the same input; the closed events must be the same for every count."""
-    stack = load_settings({"environment": "testing"})
+    with testing_stack() as stack:
+        return measure(stack)
+
+
+def measure(stack: Settings) -> dict[str, Any]:
     import_models(CHANNELS)
     results: dict[str, Any] = {
         "partitions": PARTITIONS,
