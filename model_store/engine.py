@@ -10,35 +10,28 @@ kernel then walks each unit's windows as one contiguous run, which LLVM vectoris
 windows first, each window's 80 units left a scalar remainder and the gates cost 3 times as much
 (docs/PERFORMANCE.md, "Engine").
 
-Batches are split across threads with BLAS pinned to one thread each: for GEMMs this small
-(320 x 160 by 160 x B), per-call BLAS threading costs more than it gains.
-
-Channels that share an architecture run in one step loop with per-channel weights (a stacked
-``np.matmul`` and one gate call per step and layer over all of them), so a stream of many
-channels with a few windows each pays the ~2 ms per-call floor once, not once per channel
-(docs/PERFORMANCE.md, "Pipeline").
+Each channel's windows run in ``_forward``, one numba call that holds the whole 250-step loop
+(BLAS GEMMs through ``np.dot``, then the gate kernel), so a call costs no interpreter time per
+step: a stream of many channels with one new window each pays ~2 ms per window, not ~3.5 ms plus
+a per-call floor. Work is split across threads with BLAS pinned to one thread each: for GEMMs
+this small (320 x 160 by 160 x B), per-call BLAS threading costs more than it gains.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 
 from model_store.exceptions import InputError
 from model_store.weights import LstmWeights
 
-_F32_2D = types.Array(types.float32, 2, "C")
-_F32_3D = types.Array(types.float32, 3, "C")
-_INDEX = types.Array(types.int64, 1, "C")
-_CELL_SIGNATURE = types.void(
-    _F32_3D, _F32_2D, _INDEX, types.boolean, _F32_3D, _F32_3D, types.int64, types.boolean
-)
 # contract: let LLVM fuse a*b+c into FMAs (as Eigen's own kernels do); no reassociation, no fast division
 _MATH = {"contract"}
 
@@ -87,56 +80,86 @@ def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, gate):
         h[b] = gate(zo[b] + ao[k]) * _tanh(cell)
 
 
-@njit(_CELL_SIGNATURE, fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
-def _cell(
-    z: np.ndarray,
-    add: np.ndarray,
-    cols: np.ndarray,
-    broadcast: bool,
-    c: np.ndarray,
-    state: np.ndarray,
-    offset: int,
-    hard: bool,
-) -> None:
-    """One LSTM step of every window of n segments, in place, gates i, f, c, o.
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _cell(z, add, col, broadcast, c, state, offset, hard):
+    """One LSTM step of every window, in place, gates i, f, c, o.
 
-    z (n, 4H, S) = the step's matmul; segment m adds ``add[:, cols[m] + b]`` to window b (the
-    input projection), or with ``broadcast`` ``add[:, cols[m]]`` to all (its bias). Updates c
-    (n, H, S) and writes h into rows ``offset … offset + H - 1`` of state (n, width, S). Windows
-    are the last axis, so each unit is one contiguous run for the vector units."""
-    count, gates, _ = z.shape
-    units = gates // 4
-    for m in range(count):
-        col = cols[m]
-        for r in range(units):
-            zi, zf, zg, zo = z[m, r], z[m, units + r], z[m, 2 * units + r], z[m, 3 * units + r]
-            ai, af = add[r, col:], add[units + r, col:]
-            ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
-            c_row, h_row = c[m, r], state[m, offset + r]
-            if hard and broadcast:
-                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c_row, h_row, _hard_sigmoid)
-            elif hard:
-                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c_row, h_row, _hard_sigmoid)
-            elif broadcast:
-                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c_row, h_row, _sigmoid)
-            else:
-                _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c_row, h_row, _sigmoid)
+    z (4H, S) = the step's matmul; window b adds ``add[:, col + b]`` (the input projection), or
+    with ``broadcast`` ``add[:, col]`` (the bias). Updates c (H, S) and writes h into rows
+    ``offset … offset + H - 1`` of state (rows, S). Windows are the last axis, so each unit is
+    one contiguous run for the vector units."""
+    units = c.shape[0]
+    for r in range(units):
+        zi, zf, zg, zo = z[r], z[units + r], z[2 * units + r], z[3 * units + r]
+        ai, af = add[r, col:], add[units + r, col:]
+        ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
+        if hard and broadcast:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _hard_sigmoid)
+        elif hard:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _hard_sigmoid)
+        elif broadcast:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _sigmoid)
+        else:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _sigmoid)
+
+
+@njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
+def _forward(
+    projected, col, inputs, steps, width, first, upper, upper_index, offsets, dense, dense_bias, hard
+):
+    """Forward ``width`` windows ``steps`` rows from zero state; output[0] of each, float32.
+
+    Series: ``projected`` (4H0, rows) holds rows·W0 + b0; window b at step t is column
+    ``col + b + t``, and ``first`` is U0^T. Windows (``inputs`` (width, steps, F) not empty):
+    each step copies the rows into the state's feature rows, and ``first`` is [W0; U0]^T with
+    the bias in ``projected`` column ``col``. Layer k ≥ 1: [W_k; U_k]^T and its bias sit in
+    ``upper`` at ``upper_index[k - 1]`` = (start, 4H_k, inputs, bias start).
+
+    The whole step loop runs here, so a call costs the same per step whatever the width: no
+    interpreter between the BLAS calls (np.dot) and the gate kernel. That is what keeps a stream
+    of many channels with one new window each cheap.
+    """
+    features = offsets[0]
+    height = offsets[-1] + dense.shape[1]
+    windows = inputs.shape[0] > 0
+    state = np.zeros((height, width), np.float32)
+    cells = np.zeros((height, width), np.float32)
+    gates = np.empty(4 * height * width, np.float32)
+    units0 = first.shape[0] // 4
+    below = 0 if windows else features
+    for t in range(steps):
+        if windows:
+            for f in range(features):
+                for b in range(width):
+                    state[f, b] = inputs[b, t, f]
+        z = gates[: 4 * units0 * width].reshape((4 * units0, width))
+        np.dot(first, state[below : features + units0], z)
+        shift = 0 if windows else t
+        _cell(z, projected, col + shift, windows, cells[features : features + units0], state, features, hard)
+        for k in range(1, len(offsets)):
+            start, rows, columns, bias = upper_index[k - 1]
+            kernel = upper[start : start + rows * columns].reshape((rows, columns))
+            biases = upper[bias : bias + rows].reshape((rows, 1))
+            units = rows // 4
+            z = gates[: rows * width].reshape((rows, width))
+            np.dot(kernel, state[offsets[k - 1] : offsets[k - 1] + columns], z)
+            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard)
+    return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Float32 matrices laid out for the step loop, transposed: gates (4H, windows) = W^T · state^T,
-    so the gate kernel runs along windows. Built once per call (cheap)."""
+    """Float32 matrices laid out for ``_forward``, transposed: gates (4H, windows) = W^T · state^T,
+    so the gate kernel runs along windows. The state's rows: features, then each layer's h."""
 
-    features: int
-    offsets: tuple[int, ...]  # row of each layer's h inside the state (features first)
-    units: tuple[int, ...]
+    offsets: np.ndarray  # (layers,) int64: row of each layer's h in the state (features first)
+    units0: int
     input_kernel_t: np.ndarray  # (4H0, F)
     first_bias: np.ndarray  # (4H0, 1)
     first_stacked_t: np.ndarray  # (4H0, F + H0): [W0; U0]^T, for windows
     first_recurrent_t: np.ndarray  # (4H0, H0), for series (input projected once per row)
-    stacked_t: tuple[np.ndarray, ...]  # layers 1..: [W_k; U_k]^T
-    biases: tuple[np.ndarray, ...]  # layers 1..: (4H_k, 1)
+    upper: np.ndarray  # layers 1..: [W_k; U_k]^T raveled, then b_k, one after the other
+    upper_index: np.ndarray  # (layers - 1, 4) int64: start, 4H_k, inputs, bias start
     dense: np.ndarray  # (1, H_last): column 0 of the Dense kernel
     dense_bias: np.float32
     hard: bool
@@ -144,115 +167,77 @@ class _Plan:
     @classmethod
     def of(cls, weights: LstmWeights) -> _Plan:
         first = weights.layers[0]
-        features = weights.n_features
-        offsets, row = [], features
+        offsets, row = [], weights.n_features
         for layer in weights.layers:
             offsets.append(row)
             row += layer.units
+        parts: list[np.ndarray] = []
+        index: list[tuple[int, int, int, int]] = []
+        start = 0
+        for layer in weights.layers[1:]:
+            kernel = np.vstack([layer.kernel, layer.recurrent_kernel]).T
+            index.append((start, kernel.shape[0], kernel.shape[1], start + kernel.size))
+            parts += [kernel.ravel(), layer.bias]
+            start += kernel.size + layer.bias.size
         return cls(
-            features=features,
-            offsets=tuple(offsets),
-            units=tuple(weights.units),
+            offsets=np.array(offsets, np.int64),
+            units0=first.units,
             input_kernel_t=np.ascontiguousarray(first.kernel.T),
-            first_bias=first.bias.reshape(-1, 1),
+            first_bias=np.ascontiguousarray(first.bias.reshape(-1, 1)),
             first_stacked_t=np.ascontiguousarray(np.vstack([first.kernel, first.recurrent_kernel]).T),
             first_recurrent_t=np.ascontiguousarray(first.recurrent_kernel.T),
-            stacked_t=tuple(
-                np.ascontiguousarray(np.vstack([layer.kernel, layer.recurrent_kernel]).T)
-                for layer in weights.layers[1:]
-            ),
-            biases=tuple(layer.bias.reshape(-1, 1) for layer in weights.layers[1:]),
+            upper=np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32),
+            upper_index=np.array(index, np.int64).reshape(-1, 4),
             dense=np.ascontiguousarray(weights.dense_kernel[:, 0].reshape(1, -1)),
             dense_bias=np.float32(weights.dense_bias[0]),
             hard=weights.recurrent_activation == "hard_sigmoid_keras2",
         )
 
-    @property
-    def height(self) -> int:
-        return self.offsets[-1] + self.units[-1]
+    def series(self, projected: np.ndarray, col: int, steps: int, width: int) -> np.ndarray:
+        return _forward(
+            projected, col, _NO_INPUTS, steps, width, self.first_recurrent_t,
+            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+        )  # fmt: skip
+
+    def windows(self, inputs: np.ndarray) -> np.ndarray:
+        return _forward(
+            self.first_bias, 0, inputs, inputs.shape[1], inputs.shape[0], self.first_stacked_t,
+            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+        )  # fmt: skip
 
 
-def _forward(
-    chosen: Sequence[_Plan],
-    steps: int,
-    width: int,
-    projected: np.ndarray | None = None,
-    first_cols: np.ndarray | None = None,
-    inputs: np.ndarray | None = None,
-) -> np.ndarray:
-    """Forward ``width`` windows of each of n segments (segment m with ``chosen[m]``'s weights)
-    ``steps`` rows from zero state; returns output[0] of each window, (n, width).
-
-    Series: ``projected`` (4H0, rows) holds rows·W0 + b0 of every channel; segment m's window b at
-    step t is column ``first_cols[m] + b + t``. Windows (one segment): ``inputs`` (width, steps, F)
-    are copied into the state's feature rows each step. Per step and layer: one (stacked) matmul
-    (n, 4H, in) @ (n, in, width) with each segment's own weights, and one gate call for all.
-    """
-    count, plan = len(chosen), chosen[0]
-    units, offsets, f = plan.units, plan.offsets, plan.features
-    state = np.zeros((count, plan.height, width), np.float32)
-    cells = [np.zeros((count, h, width), np.float32) for h in units]
-    gates = [np.empty((count, 4 * h, width), np.float32) for h in units]
-    members = np.arange(count, dtype=np.int64)
-    stacked = [np.stack([p.stacked_t[k] for p in chosen]) for k in range(len(units) - 1)]
-    biases = [np.ascontiguousarray(np.hstack([p.biases[k] for p in chosen])) for k in range(len(units) - 1)]
-    if inputs is None:
-        assert projected is not None and first_cols is not None
-        recurrent = np.stack([p.first_recurrent_t for p in chosen])
-        first_state = state[:, f : f + units[0]]
-    else:
-        recurrent = plan.first_stacked_t[None]
-        first_state = state[:, : f + units[0]]
-        projected, first_cols = plan.first_bias, members
-    windows = inputs is not None
-    for t in range(steps):
-        if inputs is not None:
-            state[0, :f] = inputs[:, t, :].T
-        np.matmul(recurrent, first_state, out=gates[0])
-        shift = 0 if windows else t
-        _cell(gates[0], projected, first_cols + shift, windows, cells[0], state, f, plan.hard)
-        for k in range(1, len(units)):
-            np.matmul(stacked[k - 1], state[:, offsets[k - 1] : offsets[k] + units[k]], out=gates[k])
-            _cell(gates[k], biases[k - 1], members, True, cells[k], state, offsets[k], plan.hard)
-    dense = np.stack([p.dense for p in chosen])
-    dense_bias = np.array([p.dense_bias for p in chosen], np.float32)[:, None]
-    return np.matmul(dense, state[:, offsets[-1] :])[:, 0, :] + dense_bias
+_NO_INPUTS = np.zeros((0, 1, 1), np.float32)
 
 
 @dataclass(frozen=True)
 class _Segment:
-    """Windows ``start … start + length - 1`` of one channel of a group."""
+    """Windows ``start … start + length - 1`` of one channel of a call."""
 
-    member: int  # position of the channel in its group
+    member: int  # position of the channel in the call
     start: int
     length: int
 
 
-# channel segments per chunk: their weights (≈307 KB per reference model) must stay in cache, since
-# each step reads all of them (all 41 of a thread in one chunk ran about 3 times slower; docs/PERFORMANCE.md)
-_SEGMENTS_PER_CHUNK = 8
-
-
-def _pack(lengths: Sequence[int], target: int) -> list[list[_Segment]]:
-    """Cut each channel's windows into segments of at most ``target`` and pack them, longest
-    first, into chunks of at most ``target`` padded rows (a chunk pads to its longest segment)."""
+def _pack(lengths: Sequence[int], target: int, threads: int) -> list[list[_Segment]]:
+    """Cut each channel's windows into segments of at most ``target`` and deal them, longest
+    first, to ``threads`` lists of about equal work (each to the least loaded list)."""
     segments: list[_Segment] = []
     for member, length in enumerate(lengths):
         pieces = -(-length // target)
         edges = np.linspace(0, length, pieces + 1).astype(int)
         segments += [_Segment(member, int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
     segments.sort(key=lambda segment: -segment.length)
-    chunks: list[list[_Segment]] = []
+    lists: list[list[_Segment]] = [[] for _ in range(threads)]
+    loads = [0] * threads
     for segment in segments:
-        last = chunks[-1] if chunks else []
-        if last and len(last) < _SEGMENTS_PER_CHUNK and (len(last) + 1) * last[0].length <= target:
-            last.append(segment)
-        else:
-            chunks.append([segment])
-    return chunks
+        lightest = loads.index(min(loads))
+        lists[lightest].append(segment)
+        loads[lightest] += segment.length
+    return [found for found in lists if found]
 
 
 def _pin_blas_to_one_thread() -> None:
+    import scipy.linalg.cython_blas  # noqa: F401  # numba's np.dot calls this BLAS: load it before pinning
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
@@ -265,6 +250,7 @@ class InferenceEngine:
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self.batch_size = batch_size
         self._pool: ThreadPoolExecutor | None = None
+        self._plans: dict[int, tuple[weakref.ref[LstmWeights], _Plan]] = {}
         if self.threads > 1:
             _pin_blas_to_one_thread()
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tmstream-engine")
@@ -284,11 +270,11 @@ class InferenceEngine:
                 f"{windows.shape}, expected (batch, {expected[0]}, {expected[1]})"
             )
         _require_finite(weights, windows)
-        plan = _Plan.of(weights)
+        plan = self._plan(weights)
         inputs = np.ascontiguousarray(windows, dtype=np.float32)
 
         def chunk(start: int, stop: int) -> np.ndarray:
-            return _forward([plan], weights.l_s, stop - start, inputs=inputs[start:stop])[0]
+            return plan.windows(inputs[start:stop])
 
         return self._map(chunk, len(inputs))
 
@@ -301,17 +287,15 @@ class InferenceEngine:
         return self.predict_series_many([(weights, rows)])[0]
 
     def predict_series_many(self, items: Sequence[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]:
-        """:meth:`predict_series` of each (weights, rows) pair, in order, in few step loops.
+        """:meth:`predict_series` of each (weights, rows) pair, in order, in one call.
 
-        Channels whose models share an architecture (layer sizes, features, recurrent activation,
-        l_s) run together with their own weights: each step is one stacked matmul and one gate call
-        per layer for all of them instead of one per channel, which is what a stream of many
-        channels with a few new windows each needs. Numbers equal ``predict_series`` (≤1e-6).
+        Channels are cut into segments of at most ``batch_size`` windows and dealt to the threads
+        by size, each segment one ``_forward`` call with its channel's weights, so a micro-batch
+        of many channels with a few windows each costs about its windows, not a floor per channel.
         """
-        counts: list[int] = []
+        plans: list[_Plan] = []
         rows32: list[np.ndarray] = []
-        groups: dict[tuple[object, ...], list[int]] = {}
-        for position, (weights, rows) in enumerate(items):
+        for weights, rows in items:
             rows = np.asarray(rows)
             if rows.ndim != 2 or rows.shape[1] != weights.n_features or rows.shape[0] <= weights.l_s:
                 raise InputError(
@@ -320,54 +304,40 @@ class InferenceEngine:
                 )
             _require_finite(weights, rows)
             rows32.append(np.ascontiguousarray(rows, dtype=np.float32))
-            counts.append(rows.shape[0] - weights.l_s)
-            key = (tuple(weights.units), weights.n_features, weights.recurrent_activation, weights.l_s)
-            groups.setdefault(key, []).append(position)
-        results: list[np.ndarray] = [np.empty(0)] * len(items)
-        for members in groups.values():
-            for position, found in zip(
-                members, self._predict_group(items, rows32, counts, members), strict=True
-            ):
-                results[position] = found
-        return results
+            plans.append(self._plan(weights))
+        steps = [weights.l_s for weights, _ in items]
+        lengths = [len(rows) - l_s for rows, l_s in zip(rows32, steps, strict=True)]
 
-    def _predict_group(
-        self,
-        items: Sequence[tuple[LstmWeights, np.ndarray]],
-        rows32: Sequence[np.ndarray],
-        counts: Sequence[int],
-        members: Sequence[int],
-    ) -> list[np.ndarray]:
-        plans = [_Plan.of(items[m][0]) for m in members]
-        l_s = items[members[0]][0].l_s
-        lengths = [counts[m] for m in members]
-        chunks = _pack(lengths, max(1, -(-sum(lengths) // self._pieces(sum(lengths)))))
-        first_cols = np.concatenate([[0], np.cumsum([len(rows32[m]) for m in members])]).astype(int)
-        # a chunk's shorter segments run as wide as its longest: zero columns past the last row
-        # keep their extra windows in bounds (computed, then dropped)
-        widest = max(segment.length for chunk in chunks for segment in chunk)
-        projected = np.zeros((4 * plans[0].units[0], first_cols[-1] + widest), np.float32)
-        for member, (plan, m) in enumerate(zip(plans, members, strict=True)):
-            block = projected[:, first_cols[member] : first_cols[member + 1]]
-            np.matmul(plan.input_kernel_t, rows32[m].T, out=block)
-            block += plan.first_bias
+        def run(segments: list[_Segment]) -> list[np.ndarray]:
+            found = []
+            for segment in segments:
+                plan, l_s = plans[segment.member], steps[segment.member]
+                span = rows32[segment.member][segment.start : segment.start + segment.length + l_s - 1]
+                projected = np.dot(plan.input_kernel_t, span.T) + plan.first_bias
+                found.append(plan.series(projected, 0, l_s, segment.length))
+            return found
 
-        def run(chunk: list[_Segment]) -> list[np.ndarray]:
-            chosen = [plans[segment.member] for segment in chunk]
-            cols = np.array([first_cols[segment.member] + segment.start for segment in chunk], np.int64)
-            width = max(segment.length for segment in chunk)
-            found = _forward(chosen, l_s, width, projected, cols)
-            return [found[i, : segment.length] for i, segment in enumerate(chunk)]
-
-        if self._pool is None or len(chunks) == 1:
-            parts = [run(chunk) for chunk in chunks]
+        total = sum(lengths)
+        lists = _pack(lengths, max(1, -(-total // self._pieces(total))), self.threads)
+        if self._pool is None or len(lists) == 1:
+            parts = [run(segments) for segments in lists]
         else:
-            parts = list(self._pool.map(run, chunks))
+            parts = list(self._pool.map(run, lists))
         outputs: list[np.ndarray] = [np.empty(length, np.float64) for length in lengths]
-        for chunk, found in zip(chunks, parts, strict=True):
-            for segment, values in zip(chunk, found, strict=True):
+        for segments, found in zip(lists, parts, strict=True):
+            for segment, values in zip(segments, found, strict=True):
                 outputs[segment.member][segment.start : segment.start + segment.length] = values
         return outputs
+
+    def _plan(self, weights: LstmWeights) -> _Plan:
+        """The weights' plan, built once per weights object (a batch reuses every channel's)."""
+        key = id(weights)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0]() is weights:
+            return cached[1]
+        plan = _Plan.of(weights)
+        self._plans[key] = (weakref.ref(weights, lambda _: self._plans.pop(key, None)), plan)
+        return plan
 
     def _pieces(self, count: int) -> int:
         """Spans for ``count`` windows: at most ``batch_size`` each, a multiple of the thread count
