@@ -4,7 +4,10 @@ Two measurements, each into fresh topics that are deleted afterwards:
 - one channel, SMAP width (25 values): P-1's test split sent ``REPEATS`` times with
   ``TelemetryPublisher.publish_batch``, points acknowledged per second;
 - the whole test split (every channel of the data folder) with ``tmstream replay --max`` as a
-  subprocess: wall time of the command (imports, topic creation and flush included).
+  subprocess: wall time of the command (imports, topic creation and flush included);
+- a consumer without scoring: the split's topics read back outside any group (the worker's own
+  ``read_range``, kafka-python) and each record decoded and validated as the worker does
+  (``TelemetryMessage.from_bytes``), points/s.
 Targets: ≥50,000 points/s for one process, the whole split in ≤20 s. kafka-python is pure
 Python, so the numbers depend on the CPU left over by the broker on the same machine.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,12 +28,15 @@ from typing import Any
 
 import numpy as np
 import yaml
+from kafka import KafkaConsumer, TopicPartition
 
 from benchmarks._harness import testing_stack
+from producers.messages import TelemetryMessage
 from producers.publisher import TelemetryPublisher
 from producers.registry import ChannelRegistry
 from producers.replay import FAST_TUNING
 from producers.topics import admin_client, ensure_topics
+from stream_workers.topic_reader import read_range
 from tmstream.settings import PROJECT_ROOT, Settings
 
 CHANNEL = "P-1"
@@ -39,7 +46,7 @@ TARGET_FULL_SPLIT_S = 20.0
 
 
 def single_channel(settings: Settings, folder: Path, run_id: str) -> dict[str, Any]:
-    topic = f"bench.{run_id}.{CHANNEL}"
+    topic = f"bench.{run_id}.single.{CHANNEL}"
     registry_file = folder / "single.yaml"
     registry_file.write_text(yaml.safe_dump({"channels": {CHANNEL: {"topic": topic}}}))
     registry = ChannelRegistry(registry_file, settings.data_dir)
@@ -85,11 +92,37 @@ def full_split(settings: Settings, folder: Path, run_id: str) -> dict[str, Any]:
         raise RuntimeError(f"replay failed ({result.returncode}): {result.stderr.strip()}")
     summary = json.loads(result.stdout)
     return {
+        **consume_split(settings, run_id, summary["total_points"]),
         "full_split_channels": len(summary["points"]),
         "full_split_points": summary["total_points"],
         "full_split_wall_s": round(wall, 2),
         "full_split_replay_s": summary["elapsed_s"],
         "full_split_points_per_s": summary["points_per_s"],
+    }
+
+
+def consume_split(settings: Settings, run_id: str, expected: int) -> dict[str, Any]:
+    """The replayed split read back and decoded, as the worker consumes it but without scoring."""
+    with admin_client(settings) as admin:
+        split = re.compile(rf"bench\.{run_id}\.[^.]+$")  # not bench.<run>.single.<channel>
+        topics = [name for name in admin.list_topics() if split.match(name)]
+    reader = KafkaConsumer(**settings.kafka.client_options())
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in reader.partitions_for_topic(t) or ()]
+    finally:
+        reader.close()
+    started = time.perf_counter()
+    points = sum(
+        1 for record in read_range(settings, dict.fromkeys(partitions, (0, None)))
+        if TelemetryMessage.from_bytes(record.value).values
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if points != expected:
+        raise RuntimeError(f"consumer read {points} points back, the replay sent {expected}")
+    return {
+        "consumer_points": points,
+        "consumer_s": round(elapsed, 2),
+        "consumer_points_per_s": round(points / elapsed),
     }
 
 

@@ -1,9 +1,11 @@
 """Fleets of synthetic channels through the real pipeline: throughput, latency and RSS vs channel count.
 
-Per fleet size N (``TMSTREAM_BENCH_SCALE_COUNTS``, default ``82,1000``): a synthetic data set
-(``producers.synth``, SMAP width, ``l_s + BURST`` test rows per channel, so each channel sends a
+Per fleet size N (``TMSTREAM_BENCH_SCALE_COUNTS``, default ``82,1000,10000``): a synthetic data set
+(``producers.synth``, SMAP width, ``L_S + BURST`` test rows per channel, so each channel sends a
 short burst of ``BURST`` scored points after its first window), its own MLflow registry in which one
-small random-weight model (two layers of ``UNITS`` units, the reference input shape) is registered through the
+small random-weight model (two layers of ``UNITS`` units, SMAP width, ``L_S``-row windows: the
+worker runs with ``model.l_s`` = ``L_S``, so 10,000 channels are 800,000 records, not 2.8 million)
+is registered through the
 API for the first channel and its registry rows are copied in SQL for the others (MLflow's API costs
 tens of milliseconds per registration: minutes for 10,000 channels), and one worker with the
 default bounded model cache (``model.cache_max_models``), so a fleet beyond it evicts and reloads.
@@ -42,6 +44,7 @@ from producers.synth import SynthSpec, write_synthetic
 from tmstream.settings import Settings
 
 BURST = 30
+L_S = 50
 UNITS = 16
 FEATURES = 25
 PARTITIONS = 6
@@ -96,7 +99,8 @@ def register_fleet(stack: Settings, uri: str, channels: list[str]) -> None:
 
 def fleet(stack: Settings, folder: Path, count: int) -> dict[str, Any]:
     base = folder / f"n{count}-{time.time_ns()}"
-    spec = SynthSpec(channels=count, train_rows=8, test_rows=stack.model.l_s + BURST, features=FEATURES,
+    stack = stack.model_copy(update={"model": stack.model.model_copy(update={"l_s": L_S})})
+    spec = SynthSpec(channels=count, train_rows=8, test_rows=L_S + BURST, features=FEATURES,
                      anomalies_per_channel=1)  # fmt: skip
     started = time.monotonic()
     channels = write_synthetic(base / "data", spec)
@@ -106,7 +110,7 @@ def fleet(stack: Settings, folder: Path, count: int) -> dict[str, Any]:
     options: dict[str, Any] = {
         "data_dir": base / "data",
         "shared_topic": True,
-        "env": {"TMSTREAM_MLFLOW_TRACKING_URI": uri},
+        "env": {"TMSTREAM_MLFLOW_TRACKING_URI": uri, "TMSTREAM_MODEL_L_S": str(L_S)},
     }
     with configuration(stack, base, 1, tuple(channels), PARTITIONS, **options) as config:
         port = config.ports["w1"]
@@ -158,13 +162,14 @@ def run() -> dict[str, Any]:
 
 
 def measure(stack: Settings) -> dict[str, Any]:
-    counts = [int(n) for n in os.environ.get("TMSTREAM_BENCH_SCALE_COUNTS", "82,1000").split(",")]
+    counts = [int(n) for n in os.environ.get("TMSTREAM_BENCH_SCALE_COUNTS", "82,1000,10000").split(",")]
     folder = Path(stack.state_dir) / "bench-scale"
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "burst_points_per_channel": BURST,
         "units": [UNITS, UNITS],
+        "l_s": L_S,
         "cache_max_models": stack.model.cache_max_models,
         "load_average": load_average(),
     }
