@@ -8,11 +8,13 @@ is scored (every model loaded) within seconds. Measured:
 - model load time: exact, in this process (``ModelRegistry.resolve`` + ``load`` per channel, the
   first call, which opens MLflow, reported apart), and the worker's ``tmstream_model_load_seconds``
   p95 from its buckets;
-- process start → first scored point, split by the worker's log: process start → Faust starting
-  (imports, settings, topic preparation), the consumer group join (consumer starting → Kafka's
+- process start → first scored point, split by the worker's log into its phases: imports
+  (interpreter start → the worker's "initialising" line), topic preparation (→ Faust's worker
+  starting), Faust's services (→ the consumer subscribing), the broker join (subscribing → Kafka's
   "Setting newly assigned partitions"), the worker's assignment handler (reading the state topic
   and the emitted keys), then → first scored point (fetch, first windows, model loads, scoring).
-  The start time without the broker join is the total less the join.
+  The start time without the broker join is the total less the join. ``consumer_start_to_assigned_s``
+  is the join as measured before the phases were split (it held Faust's 1 s table wait).
 
 Targets: RSS ≤ 512 MB, load p95 ≤ 500 ms, first scored point ≤ 2 s without the join.
 """
@@ -46,7 +48,8 @@ TIMEOUT_S = 300.0
 TARGET_RSS_BYTES = 512 * 2**20
 TARGET_LOAD_P95_S = 0.5
 TARGET_FIRST_SCORED_S = 2.0
-_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+# Faust's "[stamp] …" or, before Faust configures logging, the CLI's "stamp …"
+_STAMP = re.compile(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]?")
 
 
 def registry_load_times(stack: Settings, channels: tuple[str, ...]) -> dict[str, float]:
@@ -106,10 +109,12 @@ def worker_run(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dict
     finally:
         config.close()
     started = config.started["w1"]
+    initialising = log_time(log, ": initialising")
     faust_start = log_time(log, "[^Worker]: Starting")
+    subscribed = log_time(log, "Subscribed to topic(s)")
     joined = log_time(log, "Setting newly assigned partitions")
     handled = log_time(log, "] assigned ")
-    join = joined - log_time(log, "[^--Consumer]: Starting")
+    join = joined - subscribed
     first_scored = first_scored_at - started
     return {
         "channels": len(channels),
@@ -122,6 +127,10 @@ def worker_run(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dict
         "broker_join_s": round(join, 2),
         "start_to_first_scored_without_join_s": round(first_scored - join, 2),
         "process_start_to_faust_start_s": round(faust_start - started, 2),
+        "imports_s": round(initialising - started, 2),
+        "topic_preparation_s": round(faust_start - initialising, 2),
+        "faust_start_to_subscribed_s": round(subscribed - faust_start, 2),
+        "consumer_start_to_assigned_s": round(joined - log_time(log, "[^--Consumer]: Starting"), 2),
         "assignment_handler_s": round(handled - joined, 2),
         "assigned_to_first_scored_s": round(first_scored_at - handled, 2),
         "worker_model_load_p95_ms": None if worker_p95 is None else round(worker_p95 * 1000, 1),

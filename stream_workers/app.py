@@ -20,10 +20,15 @@ import logging
 import re
 import socket
 import ssl
+import threading
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import numpy as np
+from faust.tables import TableManager
+from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 from kafka import TopicPartition
 from kafka.errors import TopicAlreadyExistsError
@@ -31,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
+from model_store.exceptions import ModelStoreError
 from model_store.registry import ModelRegistry
 from producers.registry import ChannelRegistry, ChannelSpec
 from producers.topics import admin_client, ensure_topics, required_topics
@@ -82,12 +88,38 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
+class PartitionRunScheduler(DefaultSchedulingStrategy):
+    """Delivers each partition's fetched records as one run, partition after partition.
+
+    Faust's default takes one record of each topic in turn. With a topic per channel, a worker
+    starting on a backlog then fills every channel's first window (``l_s`` rows) at the same time,
+    after about ``l_s`` records per channel, so nothing is scored for seconds. In runs, the first
+    channel is scored after its own ``l_s`` rows, and each batch holds longer runs per channel.
+    Records of one partition keep their order; each fetch still serves every partition.
+    """
+
+    def iterate(self, records: Mapping[TP, list[Any]]) -> Iterator[tuple[TP, Any]]:
+        for tp, messages in records.items():
+            for message in messages:
+                yield tp, message
+
+
+class NoTablesManager(TableManager):
+    """Faust's table manager without its start-up second: it sleeps 1 s for tables declared late
+    before the consumer may subscribe. The worker declares none, so the sleep only delays the join."""
+
+    async def on_start(self) -> None:
+        await self._update_channels()
+        await self.recovery.start()
+
+
 class ScoringWorker:
     """Owns the scorer, the sinks and the snapshots of one worker process."""
 
     def __init__(self, settings: Settings, name: str | None = None) -> None:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{settings.worker.metrics_port}"
+        log.info("worker %s: initialising", self.name)
         self.params = ThresholdParameters.from_settings(settings)
         self.metrics = WorkerMetrics.on()
         self.channels = ChannelRegistry.load(settings.data_dir)
@@ -100,6 +132,8 @@ class ScoringWorker:
             refresh_seconds=settings.model.refresh_seconds,
         )
         self.engine = InferenceEngine()
+        self.warm_up = threading.Thread(target=self._warm_up, name="tmstream-warm-up", daemon=True)
+        self.warm_up.start()
         self.scorer = StreamScorer(self.params, self.cache, self.engine, self._spec, self.metrics)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tmstream-scoring")
         self.redis = RedisSink(settings, self.metrics)
@@ -127,17 +161,38 @@ class ScoringWorker:
                 spec = self.specs.get(channel)
         return spec
 
-    def matching_topics(self) -> list[str]:
+    def _warm_up(self) -> None:
+        """Open the model registry and run the engine once while Faust starts and joins.
+
+        Opening MLflow (imports, the SQLite store) takes seconds and the engine's first call loads
+        its compiled kernels; done on first use, both would delay the first scored batch. Loads
+        one champion outside the cache, so the cache still holds only models of channels scored here.
+        """
+        try:
+            registered = set(self.model_registry.channels())
+            channel = next((channel for channel in self.specs if channel in registered), None)
+            if channel is None:
+                return
+            weights = self.model_registry.load(self.model_registry.resolve(channel, self.cache.alias))
+            self.engine.predict_series(weights, np.zeros((weights.l_s + 1, weights.n_features), np.float32))
+        except ModelStoreError as exc:  # the first batch meets it again and leaves its channel unscored
+            log.warning("warm-up: %s", exc)
+
+    def _matching(self, names: list[str]) -> list[str]:
         pattern = re.compile(self.settings.kafka.telemetry_topic_pattern)
+        return sorted(name for name in names if pattern.fullmatch(name))
+
+    def matching_topics(self) -> list[str]:
         with admin_client(self.settings) as admin:
-            return sorted(name for name in admin.list_topics() if pattern.fullmatch(name))
+            return self._matching(admin.list_topics())
 
     def prepare_topics(self) -> list[str]:
         """Create the registry's topics, the sinks' topics and the compacted state topic."""
         ensure_topics(self.settings, required_topics(self.settings, self.channels))
         state = self.settings.kafka.state_topic
         with admin_client(self.settings) as admin:
-            if state not in admin.list_topics():
+            names = admin.list_topics()
+            if state not in names:
                 from kafka.admin import NewTopic
 
                 topic = NewTopic(
@@ -148,7 +203,7 @@ class ScoringWorker:
                 )
                 with contextlib.suppress(TopicAlreadyExistsError):  # a worker starting beside us won
                     admin.create_topics([topic])
-        return self.matching_topics()
+        return self._matching(names)
 
     def _build_app(self) -> faust.App:
         settings = self.settings
@@ -171,6 +226,8 @@ class ScoringWorker:
             broker_commit_interval=1.0,
             stream_wait_empty=False,
             logging_config=None,
+            ConsumerScheduler=PartitionRunScheduler,
+            TableManager=NoTablesManager,
         )
         telemetry = app.topic(*self.prepare_topics(), key_serializer="raw", value_serializer="raw")
         self.telemetry = telemetry
@@ -325,13 +382,16 @@ class ScoringWorker:
                     latest.pop(record.key.decode(), None)
                 else:
                     latest[record.key.decode()] = record.value
-            self.anomaly_sink.load()
             return latest
 
-        self.snapshots = await self._blocking(reload)
+        # both reads mostly wait on the broker: side by side they cost one wait, not two
+        emitted: int
+        self.snapshots, emitted = await asyncio.gather(
+            self._blocking(reload), asyncio.to_thread(self.anomaly_sink.load)
+        )
         self.reloaded.set()
         log.info("assigned %d partitions; %d channel snapshots, %d emissions known",
-                 len(assigned), len(self.snapshots), len(self.anomaly_sink.emitted))  # fmt: skip
+                 len(assigned), len(self.snapshots), emitted)  # fmt: skip
 
     async def on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
         """Hand revoked channels over: snapshot them now, then forget them."""
@@ -348,7 +408,8 @@ class ScoringWorker:
 
     async def discover_topics(self) -> None:
         try:
-            names = await self._blocking(self.matching_topics)
+            # not on the scoring thread: a scoring batch would wait behind the broker's topic list
+            names = await asyncio.to_thread(self.matching_topics)
         except Exception as exc:  # broker briefly away: try again at the next tick
             log.warning("topic discovery failed: %s", exc)
             return

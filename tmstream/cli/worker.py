@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ def worker(
     from stream_workers.app import ScoringWorker
 
     settings = settings_from(ctx, worker__metrics_port=metrics_port)
+    logging.getLogger("stream_workers").setLevel(settings.log_level)  # before Faust sets up logging
     ScoringWorker(settings, name=name).run()
 
 
