@@ -15,6 +15,12 @@ Each channel's windows run in ``_forward``, one numba call that holds the whole 
 step: a stream of many channels with one new window each pays ~2 ms per window, not ~3.5 ms plus
 a per-call floor. Work is split across threads with BLAS pinned to one thread each: for GEMMs
 this small (320 x 160 by 160 x B), per-call BLAS threading costs more than it gains.
+
+A segment of a few windows (``NARROW_WINDOWS``, a steady stream's micro-batch: one to a few new
+points per channel) runs ``_forward_narrow`` instead, laid out windows first: OpenBLAS repacks
+the whole kernel on every call and runs at a fifth of its rate for 1-8 columns, and gates
+vectorised along 1-8 windows stay scalar. There, the products are numba dot products that keep
+four kernel rows in L1 across the windows, and the gates run along each window's units.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from model_store.weights import LstmWeights
 
 # contract: let LLVM fuse a*b+c into FMAs (as Eigen's own kernels do); no reassociation, no fast division
 _MATH = {"contract"}
+# segments of at most this many windows take the windows-first step loop (``_forward_narrow``):
+# where it and BLAS cost the same per window here (P-1, one thread: both ≈1.1-1.3 ms at 12-16)
+NARROW_WINDOWS = 12
 
 
 @njit(inline="always", fastmath=_MATH, error_model="numpy")
@@ -147,6 +156,86 @@ def _forward(
     return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
 
 
+# the narrow path's dot products may sum in any order (vectorised along the inputs): ≤1e-6 apart
+_DOT_MATH = {"contract", "reassoc"}
+
+
+@njit(fastmath=_DOT_MATH, nogil=True, error_model="numpy", cache=True)  # not inlined: it keeps its flags
+def _rows_dot(kernel, state, low, out):
+    """out[b, j] = kernel[j] · state[b, low : low + inputs] for every window b and row j.
+
+    Four rows at a time, for every window before the next four: each load of a window's inputs
+    feeds four vectorised reductions and the four rows stay in L1 across windows (OpenBLAS packs
+    the whole kernel on every call: slow for a few columns)."""
+    rows, width = kernel.shape
+    j = 0
+    while j + 4 <= rows:
+        r0, r1, r2, r3 = kernel[j], kernel[j + 1], kernel[j + 2], kernel[j + 3]
+        for b in range(state.shape[0]):
+            x = state[b, low : low + width]
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for k in range(width):
+                v = x[k]
+                a0 += r0[k] * v
+                a1 += r1[k] * v
+                a2 += r2[k] * v
+                a3 += r3[k] * v
+            out[b, j], out[b, j + 1], out[b, j + 2], out[b, j + 3] = a0, a1, a2, a3
+        j += 4
+    while j < rows:
+        for b in range(state.shape[0]):
+            acc = np.float32(0.0)
+            for k in range(width):
+                acc += kernel[j, k] * state[b, low + k]
+            out[b, j] = acc
+        j += 1
+
+
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _window_cell(z, add, c, h, hard):
+    """One LSTM step of one window, gates i, f, c, o along its units (contiguous: vectorised)."""
+    n = c.shape[0]
+    zi, zf, zg, zo = z[:n], z[n : 2 * n], z[2 * n : 3 * n], z[3 * n :]
+    ai, af, ag, ao = add[:n], add[n : 2 * n], add[2 * n : 3 * n], add[3 * n :]
+    if hard:
+        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _hard_sigmoid)
+    else:
+        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _sigmoid)
+
+
+@njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
+def _forward_narrow(projected, steps, width, first, upper, upper_index, offsets, dense, dense_bias, hard):
+    """``_forward`` of a series for a few windows, laid out windows first.
+
+    ``projected`` (rows, 4H0) holds rows·W0 + b0; window b at step t reads row ``b + t``. The
+    state and cells are (windows, rows of ``_forward``'s state), so each window's h is contiguous
+    for ``_rows_dot`` and its gates run along its units.
+    """
+    height = offsets[-1] + dense.shape[1]
+    state = np.zeros((width, height), np.float32)
+    cells = np.zeros((width, height), np.float32)
+    z = np.empty((width, 4 * height), np.float32)
+    units0 = first.shape[0] // 4
+    start0 = offsets[0]
+    for t in range(steps):
+        _rows_dot(first, state, start0, z)
+        for b in range(width):
+            _window_cell(z[b, : 4 * units0], projected[b + t], cells[b, start0 : start0 + units0],
+                         state[b, start0 : start0 + units0], hard)  # fmt: skip
+        for k in range(1, len(offsets)):
+            start, rows, columns, bias = upper_index[k - 1]
+            kernel = upper[start : start + rows * columns].reshape((rows, columns))
+            low, high = offsets[k], offsets[k] + rows // 4
+            biases = upper[bias : bias + rows]
+            _rows_dot(kernel, state, offsets[k - 1], z)
+            for b in range(width):
+                _window_cell(z[b, :rows], biases, cells[b, low:high], state[b, low:high], hard)
+    found = np.empty(width, np.float32)
+    for b in range(width):
+        found[b] = np.sum(dense[0] * state[b, offsets[-1] :]) + dense_bias
+    return found
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Float32 matrices laid out for ``_forward``, transposed: gates (4H, windows) = W^T · state^T,
@@ -193,9 +282,18 @@ class _Plan:
             hard=weights.recurrent_activation == "hard_sigmoid_keras2",
         )
 
-    def series(self, projected: np.ndarray, col: int, steps: int, width: int) -> np.ndarray:
+    def series(self, span: np.ndarray, steps: int, width: int) -> np.ndarray:
+        """The ``width`` windows of ``span`` (width + steps - 1 rows): the input projected once per
+        row, then the step loop, narrow (windows first) for a few windows, else transposed."""
+        if width <= NARROW_WINDOWS:
+            projected = np.dot(span, self.input_kernel_t.T) + self.first_bias[:, 0]
+            return _forward_narrow(
+                projected, steps, width, self.first_recurrent_t, self.upper,
+                self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+            )  # fmt: skip
+        projected = np.dot(self.input_kernel_t, span.T) + self.first_bias
         return _forward(
-            projected, col, _NO_INPUTS, steps, width, self.first_recurrent_t,
+            projected, 0, _NO_INPUTS, steps, width, self.first_recurrent_t,
             self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
         )  # fmt: skip
 
@@ -313,8 +411,7 @@ class InferenceEngine:
             for segment in segments:
                 plan, l_s = plans[segment.member], steps[segment.member]
                 span = rows32[segment.member][segment.start : segment.start + segment.length + l_s - 1]
-                projected = np.dot(plan.input_kernel_t, span.T) + plan.first_bias
-                found.append(plan.series(projected, 0, l_s, segment.length))
+                found.append(plan.series(span, l_s, segment.length))
             return found
 
         total = sum(lengths)

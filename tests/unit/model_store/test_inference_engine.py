@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_store.engine import InferenceEngine
+from model_store.engine import NARROW_WINDOWS, InferenceEngine
 from model_store.exceptions import InputError
 from model_store.weights import LstmWeights, read_keras2_h5
 from producers.dataset import TelemanomDataset
@@ -143,3 +143,18 @@ def test_many_rejects_a_bad_series_naming_its_channel(
     items[2] = (weights, rows[:250])
     with pytest.raises(InputError, match="channel T-9 model version file: series of shape"):
         engine.predict_series_many(items)
+
+
+@pytest.mark.parametrize("channel", ["P-1", "T-10"])  # hard sigmoid; SMAP 25 and MSL 55 features
+def test_narrow_segments_equal_the_wide_step_loop_and_the_reference(
+    engine: InferenceEngine, nasa: TelemanomDataset, channel: str
+) -> None:
+    """A few windows take the windows-first loop (``NARROW_WINDOWS``): same numbers as BLAS's."""
+    weights = _weights(nasa.root, channel)
+    rows = nasa.load(channel, "test")[100:]
+    reference = np.load(nasa.root / "reference-2018" / "y_hat" / f"{channel}.npy")[100:]
+    wide = engine.predict_series(weights, rows[: 250 + 64])
+    for count in (1, 2, 5, NARROW_WINDOWS):
+        narrow = engine.predict_series(weights, rows[: 250 + count])
+        assert np.abs(narrow - wide[:count]).max() <= 1e-6, count
+        assert np.abs(narrow - reference[:count]).max() <= TOLERANCE, count
