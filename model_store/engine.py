@@ -43,9 +43,10 @@ _MATH = {"contract"}
 # segments of at most this many windows take the windows-first step loop (``_forward_narrow``):
 # where it and BLAS cost the same per window here (P-1, one thread: both ≈1.1-1.3 ms at 12-16)
 NARROW_WINDOWS = 12
+LISTS_PER_THREAD = 4
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
 def _tanh(x: np.float32) -> np.float32:
     """Eigen's float tanh (what TF's CPU kernels use): rational 13/6, ≤3.3e-7 absolute error."""
     limit = np.float32(7.90531110763549805)
@@ -65,7 +66,7 @@ def _tanh(x: np.float32) -> np.float32:
     return p / q
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
 def _hard_sigmoid(x: np.float32) -> np.float32:
     """Keras 2's ``hard_sigmoid``: clip(0.2x + 0.5, 0, 1), the 2018 models' recurrent activation."""
     y = np.float32(0.2) * x + np.float32(0.5)
@@ -73,43 +74,55 @@ def _hard_sigmoid(x: np.float32) -> np.float32:
     return y if y < np.float32(1.0) else np.float32(1.0)
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
 def _sigmoid(x: np.float32) -> np.float32:
     return np.float32(0.5) * _tanh(np.float32(0.5) * x) + np.float32(0.5)
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
-def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, gate):
-    """One unit of one layer for every window of a segment: contiguous rows, so LLVM vectorises it
-    (``gate`` and ``step`` are constants once inlined; ``step`` 0 broadcasts the bias)."""
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
+def _gate(x: np.float32, hard: bool) -> np.float32:
+    return _hard_sigmoid(x) if hard else _sigmoid(x)
+
+
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
+def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, bi, bf, bg, bo, c, h, hard):
+    """One gate row: element b is z[b] + a[b] + the bias b_ (either the adds or the bias is zero,
+    so the sum is exact). Contiguous runs, so LLVM vectorises it; ``hard`` is loop-invariant and
+    the loop is unswitched on it."""
     for b in range(len(c)):
-        k = b * step
-        cell = gate(zf[b] + af[k]) * c[b] + gate(zi[b] + ai[k]) * _tanh(zg[b] + ag[k])
+        cell = _gate(zf[b] + af[b] + bf, hard) * c[b] + _gate(zi[b] + ai[b] + bi, hard) * _tanh(
+            zg[b] + ag[b] + bg
+        )
         c[b] = cell
-        h[b] = gate(zo[b] + ao[k]) * _tanh(cell)
+        h[b] = _gate(zo[b] + ao[b] + bo, hard) * _tanh(cell)
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
-def _cell(z, add, col, broadcast, c, state, offset, hard):
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
+def _cell(z, add, col, broadcast, c, state, offset, hard, zeros):
     """One LSTM step of every window, in place, gates i, f, c, o.
 
     z (4H, S) = the step's matmul; window b adds ``add[:, col + b]`` (the input projection), or
     with ``broadcast`` ``add[:, col]`` (the bias). Updates c (H, S) and writes h into rows
     ``offset … offset + H - 1`` of state (rows, S). Windows are the last axis, so each unit is
-    one contiguous run for the vector units."""
+    one contiguous run for the vector units. ``zeros`` (S,) stands in for the per-window adds."""
     units = c.shape[0]
+    zero = np.float32(0.0)
     for r in range(units):
         zi, zf, zg, zo = z[r], z[units + r], z[2 * units + r], z[3 * units + r]
-        ai, af = add[r, col:], add[units + r, col:]
-        ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
-        if hard and broadcast:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _hard_sigmoid)
-        elif hard:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _hard_sigmoid)
-        elif broadcast:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _sigmoid)
+        if broadcast:
+            bi, bf, bg, bo = (
+                add[r, col],
+                add[units + r, col],
+                add[2 * units + r, col],
+                add[3 * units + r, col],
+            )
+            _unit_row(
+                zi, zf, zg, zo, zeros, zeros, zeros, zeros, bi, bf, bg, bo, c[r], state[offset + r], hard
+            )
         else:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _sigmoid)
+            ai, af = add[r, col:], add[units + r, col:]
+            ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, zero, zero, zero, zero, c[r], state[offset + r], hard)
 
 
 @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
@@ -135,6 +148,7 @@ def _forward(
     cells = np.zeros((height, width), np.float32)
     gates = np.empty(4 * height * width, np.float32)
     units0 = first.shape[0] // 4
+    zeros = np.zeros(width, np.float32)
     below = 0 if windows else features
     for t in range(steps):
         if windows:
@@ -144,7 +158,17 @@ def _forward(
         z = gates[: 4 * units0 * width].reshape((4 * units0, width))
         np.dot(first, state[below : features + units0], z)
         shift = 0 if windows else t
-        _cell(z, projected, col + shift, windows, cells[features : features + units0], state, features, hard)
+        _cell(
+            z,
+            projected,
+            col + shift,
+            windows,
+            cells[features : features + units0],
+            state,
+            features,
+            hard,
+            zeros,
+        )
         for k in range(1, len(offsets)):
             start, rows, columns, bias = upper_index[k - 1]
             kernel = upper[start : start + rows * columns].reshape((rows, columns))
@@ -152,7 +176,7 @@ def _forward(
             units = rows // 4
             z = gates[: rows * width].reshape((rows, width))
             np.dot(kernel, state[offsets[k - 1] : offsets[k - 1] + columns], z)
-            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard)
+            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard, zeros)
     return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
 
 
@@ -191,16 +215,14 @@ def _rows_dot(kernel, state, low, out):
         j += 1
 
 
-@njit(inline="always", fastmath=_MATH, error_model="numpy")
+@njit(fastmath=_MATH, error_model="numpy", cache=True)
 def _window_cell(z, add, c, h, hard):
     """One LSTM step of one window, gates i, f, c, o along its units (contiguous: vectorised)."""
     n = c.shape[0]
+    zero = np.float32(0.0)
     zi, zf, zg, zo = z[:n], z[n : 2 * n], z[2 * n : 3 * n], z[3 * n :]
     ai, af, ag, ao = add[:n], add[n : 2 * n], add[2 * n : 3 * n], add[3 * n :]
-    if hard:
-        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _hard_sigmoid)
-    else:
-        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _sigmoid)
+    _unit_row(zi, zf, zg, zo, ai, af, ag, ao, zero, zero, zero, zero, c, h, hard)
 
 
 @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
@@ -316,17 +338,17 @@ class _Segment:
     length: int
 
 
-def _pack(lengths: Sequence[int], target: int, threads: int) -> list[list[_Segment]]:
+def _pack(lengths: Sequence[int], target: int, count: int) -> list[list[_Segment]]:
     """Cut each channel's windows into segments of at most ``target`` and deal them, longest
-    first, to ``threads`` lists of about equal work (each to the least loaded list)."""
+    first, to ``count`` lists of about equal work (each to the least loaded list)."""
     segments: list[_Segment] = []
     for member, length in enumerate(lengths):
         pieces = -(-length // target)
         edges = np.linspace(0, length, pieces + 1).astype(int)
         segments += [_Segment(member, int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
     segments.sort(key=lambda segment: -segment.length)
-    lists: list[list[_Segment]] = [[] for _ in range(threads)]
-    loads = [0] * threads
+    lists: list[list[_Segment]] = [[] for _ in range(count)]
+    loads = [0] * count
     for segment in segments:
         lightest = loads.index(min(loads))
         lists[lightest].append(segment)
@@ -415,7 +437,9 @@ class InferenceEngine:
             return found
 
         total = sum(lengths)
-        lists = _pack(lengths, max(1, -(-total // self._pieces(total))), self.threads)
+        # more lists than threads, taken from the pool's queue as threads free up: a thread that
+        # the scheduler pauses (the broker, the event loop share these cores) delays its list only
+        lists = _pack(lengths, max(1, -(-total // self._pieces(total))), self.threads * LISTS_PER_THREAD)
         if self._pool is None or len(lists) == 1:
             parts = [run(segments) for segments in lists]
         else:
