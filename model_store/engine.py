@@ -184,7 +184,7 @@ def _forward(
 _DOT_MATH = {"contract", "reassoc"}
 
 
-@njit(fastmath=_DOT_MATH, nogil=True, error_model="numpy", cache=True)  # not inlined: it keeps its flags
+@njit(fastmath=_DOT_MATH, nogil=True, error_model="numpy", cache=True)
 def _rows_dot(kernel, state, low, out):
     """out[b, j] = kernel[j] · state[b, low : low + inputs] for every window b and row j.
 

@@ -65,9 +65,9 @@ def connect_with_retries(
     )
 
 
-@contextmanager
-def admin_client(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> Iterator[KafkaAdminClient]:
-    client = connect_with_retries(
+def connect_admin(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> KafkaAdminClient:
+    """An admin client for a long-lived caller, which closes it."""
+    return connect_with_retries(
         settings,
         lambda timeout_ms: KafkaAdminClient(
             **settings.kafka.client_options(), client_id="tmstream-admin", bootstrap_timeout_ms=timeout_ms
@@ -75,6 +75,11 @@ def admin_client(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) ->
         policy,
         "admin",
     )
+
+
+@contextmanager
+def admin_client(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> Iterator[KafkaAdminClient]:
+    client = connect_admin(settings, policy)
     try:
         yield client
     finally:

@@ -31,6 +31,7 @@ from faust.tables import TableManager
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -39,7 +40,7 @@ from model_store.engine import InferenceEngine
 from model_store.exceptions import ModelStoreError
 from model_store.registry import ModelRegistry
 from producers.registry import ChannelRegistry, ChannelSpec
-from producers.topics import admin_client, ensure_topics, required_topics
+from producers.topics import admin_client, connect_admin, ensure_topics, required_topics
 from stream_workers.channel_stream import ChannelStream
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
@@ -147,6 +148,7 @@ class ScoringWorker:
         self.positions: dict[TP, int] = {}
         self.first_offsets: dict[TP, int] = {}  # first record of each partition in this process
         self.registry_mtime = self.channels.path.stat().st_mtime if self.channels.path.exists() else 0.0
+        self.admin: KafkaAdminClient | None = None  # topic discovery's, opened on its first tick
         self.app = self._build_app()
 
     def _spec(self, channel: str) -> ChannelSpec | None:
@@ -183,8 +185,16 @@ class ScoringWorker:
         return sorted(name for name in names if pattern.fullmatch(name))
 
     def matching_topics(self) -> list[str]:
-        with admin_client(self.settings) as admin:
-            return self._matching(admin.list_topics())
+        """The telemetry topics on the broker, through one admin client kept for the discovery
+        timer (a client per tick cost a connection, its metadata and an I/O thread every second)."""
+        if self.admin is None:
+            self.admin = connect_admin(self.settings)
+        try:
+            return self._matching(self.admin.list_topics())
+        except Exception:
+            self.admin.close()
+            self.admin = None
+            raise
 
     def prepare_topics(self) -> list[str]:
         """Create the registry's topics, the sinks' topics and the compacted state topic."""
@@ -480,3 +490,5 @@ class ScoringWorker:
             self.cache.stop()
             self.executor.shutdown(wait=False)
             self.engine.close()
+            if self.admin is not None:
+                self.admin.close()
