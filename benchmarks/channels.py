@@ -3,7 +3,9 @@
 Every channel of the data set (82 reference models: SMAP 25 and MSL 55 features, one architecture
 each) gets ``l_s + k`` rows of its test split; one micro-batch is then scored two ways in the same
 process: one ``predict_series`` call per channel (the worker before ``predict_series_many``), and
-one ``predict_series_many`` call (the worker now). Three shapes: k = 6 for every channel (the
+one ``predict_series_many`` call (the worker now), and that call again with the windows-first
+loop for short segments turned off (``narrow_windows=0``: every segment through BLAS, the engine
+before it). Shapes: k = 1, 2 and 6 for every channel (a steady stream's micro-batches; 6 in the
 steady-rate run of ``bench pipeline``), k drawn from 10..50, and k = 200. No stack needed.
 """
 
@@ -22,7 +24,13 @@ if TYPE_CHECKING:
     from model_store.weights import LstmWeights
 
 REPEATS = 5
-SHAPES: dict[str, tuple[int, int]] = {"k=6": (6, 6), "k=10..50": (10, 50), "k=200": (200, 200)}
+SHAPES: dict[str, tuple[int, int]] = {
+    "k=1": (1, 1),
+    "k=2": (2, 2),
+    "k=6": (6, 6),
+    "k=10..50": (10, 50),
+    "k=200": (200, 200),
+}
 
 
 def _best_seconds(call: Callable[[], object], repeats: int = REPEATS) -> float:
@@ -52,6 +60,7 @@ def run() -> dict[str, Any]:
     tests = {c: dataset.load(c, "test") for c in channels}
     rng = np.random.default_rng(0)
     engine = InferenceEngine()
+    blas = InferenceEngine(narrow_windows=0)
     results: dict[str, Any] = {
         "channels": len(channels),
         "threads": engine.threads,
@@ -68,6 +77,8 @@ def run() -> dict[str, Any]:
             engine.predict_series(*items[0])
             per_channel = _best_seconds(partial(_per_channel, engine, items))
             many = _best_seconds(partial(engine.predict_series_many, items))
+            blas.predict_series_many(items[:2])
+            blas_only = _best_seconds(partial(blas.predict_series_many, items))
             single = [engine.predict_series(w, r) for w, r in items]
             error = max(
                 float(np.abs(a - b).max())
@@ -80,9 +91,16 @@ def run() -> dict[str, Any]:
                 "one_many_call_ms": round(many * 1000, 1),
                 "many_windows_per_s": round(windows / many, 1),
                 "speedup": round(per_channel / many, 2),
+                "blas_only_many_call_ms": round(blas_only * 1000, 1),
+                "narrow_speedup": round(blas_only / many, 2),
                 "max_abs_difference": error,
+                "max_abs_difference_blas_only": max(
+                    float(np.abs(a - b).max())
+                    for a, b in zip(single, blas.predict_series_many(items), strict=True)
+                ),
             }
     finally:
         engine.close()
+        blas.close()
     results["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
     return results

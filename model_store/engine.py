@@ -46,7 +46,7 @@ NARROW_WINDOWS = 12
 LISTS_PER_THREAD = 4
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
 def _tanh(x: np.float32) -> np.float32:
     """Eigen's float tanh (what TF's CPU kernels use): rational 13/6, ≤3.3e-7 absolute error."""
     limit = np.float32(7.90531110763549805)
@@ -66,7 +66,7 @@ def _tanh(x: np.float32) -> np.float32:
     return p / q
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
 def _hard_sigmoid(x: np.float32) -> np.float32:
     """Keras 2's ``hard_sigmoid``: clip(0.2x + 0.5, 0, 1), the 2018 models' recurrent activation."""
     y = np.float32(0.2) * x + np.float32(0.5)
@@ -74,55 +74,43 @@ def _hard_sigmoid(x: np.float32) -> np.float32:
     return y if y < np.float32(1.0) else np.float32(1.0)
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
 def _sigmoid(x: np.float32) -> np.float32:
     return np.float32(0.5) * _tanh(np.float32(0.5) * x) + np.float32(0.5)
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
-def _gate(x: np.float32, hard: bool) -> np.float32:
-    return _hard_sigmoid(x) if hard else _sigmoid(x)
-
-
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
-def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, bi, bf, bg, bo, c, h, hard):
-    """One gate row: element b is z[b] + a[b] + the bias b_ (either the adds or the bias is zero,
-    so the sum is exact). Contiguous runs, so LLVM vectorises it; ``hard`` is loop-invariant and
-    the loop is unswitched on it."""
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, gate):
+    """One unit of one layer for every window of a segment: contiguous rows, so LLVM vectorises it
+    (``gate`` and ``step`` are constants once inlined; ``step`` 0 broadcasts the bias)."""
     for b in range(len(c)):
-        cell = _gate(zf[b] + af[b] + bf, hard) * c[b] + _gate(zi[b] + ai[b] + bi, hard) * _tanh(
-            zg[b] + ag[b] + bg
-        )
+        k = b * step
+        cell = gate(zf[b] + af[k]) * c[b] + gate(zi[b] + ai[k]) * _tanh(zg[b] + ag[k])
         c[b] = cell
-        h[b] = _gate(zo[b] + ao[b] + bo, hard) * _tanh(cell)
+        h[b] = gate(zo[b] + ao[k]) * _tanh(cell)
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
-def _cell(z, add, col, broadcast, c, state, offset, hard, zeros):
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _cell(z, add, col, broadcast, c, state, offset, hard):
     """One LSTM step of every window, in place, gates i, f, c, o.
 
     z (4H, S) = the step's matmul; window b adds ``add[:, col + b]`` (the input projection), or
     with ``broadcast`` ``add[:, col]`` (the bias). Updates c (H, S) and writes h into rows
     ``offset … offset + H - 1`` of state (rows, S). Windows are the last axis, so each unit is
-    one contiguous run for the vector units. ``zeros`` (S,) stands in for the per-window adds."""
+    one contiguous run for the vector units."""
     units = c.shape[0]
-    zero = np.float32(0.0)
     for r in range(units):
         zi, zf, zg, zo = z[r], z[units + r], z[2 * units + r], z[3 * units + r]
-        if broadcast:
-            bi, bf, bg, bo = (
-                add[r, col],
-                add[units + r, col],
-                add[2 * units + r, col],
-                add[3 * units + r, col],
-            )
-            _unit_row(
-                zi, zf, zg, zo, zeros, zeros, zeros, zeros, bi, bf, bg, bo, c[r], state[offset + r], hard
-            )
+        ai, af = add[r, col:], add[units + r, col:]
+        ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
+        if hard and broadcast:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _hard_sigmoid)
+        elif hard:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _hard_sigmoid)
+        elif broadcast:
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _sigmoid)
         else:
-            ai, af = add[r, col:], add[units + r, col:]
-            ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, zero, zero, zero, zero, c[r], state[offset + r], hard)
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _sigmoid)
 
 
 @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
@@ -148,7 +136,6 @@ def _forward(
     cells = np.zeros((height, width), np.float32)
     gates = np.empty(4 * height * width, np.float32)
     units0 = first.shape[0] // 4
-    zeros = np.zeros(width, np.float32)
     below = 0 if windows else features
     for t in range(steps):
         if windows:
@@ -158,17 +145,7 @@ def _forward(
         z = gates[: 4 * units0 * width].reshape((4 * units0, width))
         np.dot(first, state[below : features + units0], z)
         shift = 0 if windows else t
-        _cell(
-            z,
-            projected,
-            col + shift,
-            windows,
-            cells[features : features + units0],
-            state,
-            features,
-            hard,
-            zeros,
-        )
+        _cell(z, projected, col + shift, windows, cells[features : features + units0], state, features, hard)
         for k in range(1, len(offsets)):
             start, rows, columns, bias = upper_index[k - 1]
             kernel = upper[start : start + rows * columns].reshape((rows, columns))
@@ -176,7 +153,7 @@ def _forward(
             units = rows // 4
             z = gates[: rows * width].reshape((rows, width))
             np.dot(kernel, state[offsets[k - 1] : offsets[k - 1] + columns], z)
-            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard, zeros)
+            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard)
     return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
 
 
@@ -184,7 +161,7 @@ def _forward(
 _DOT_MATH = {"contract", "reassoc"}
 
 
-@njit(fastmath=_DOT_MATH, nogil=True, error_model="numpy", cache=True)
+@njit(fastmath=_DOT_MATH, nogil=True, error_model="numpy", cache=True)  # not inlined: it keeps its flags
 def _rows_dot(kernel, state, low, out):
     """out[b, j] = kernel[j] · state[b, low : low + inputs] for every window b and row j.
 
@@ -215,14 +192,16 @@ def _rows_dot(kernel, state, low, out):
         j += 1
 
 
-@njit(fastmath=_MATH, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
 def _window_cell(z, add, c, h, hard):
     """One LSTM step of one window, gates i, f, c, o along its units (contiguous: vectorised)."""
     n = c.shape[0]
-    zero = np.float32(0.0)
     zi, zf, zg, zo = z[:n], z[n : 2 * n], z[2 * n : 3 * n], z[3 * n :]
     ai, af, ag, ao = add[:n], add[n : 2 * n], add[2 * n : 3 * n], add[3 * n :]
-    _unit_row(zi, zf, zg, zo, ai, af, ag, ao, zero, zero, zero, zero, c, h, hard)
+    if hard:
+        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _hard_sigmoid)
+    else:
+        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _sigmoid)
 
 
 @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
@@ -304,10 +283,11 @@ class _Plan:
             hard=weights.recurrent_activation == "hard_sigmoid_keras2",
         )
 
-    def series(self, span: np.ndarray, steps: int, width: int) -> np.ndarray:
+    def series(self, span: np.ndarray, steps: int, width: int, narrow: int) -> np.ndarray:
         """The ``width`` windows of ``span`` (width + steps - 1 rows): the input projected once per
-        row, then the step loop, narrow (windows first) for a few windows, else transposed."""
-        if width <= NARROW_WINDOWS:
+        row, then the step loop, narrow (windows first) for at most ``narrow`` windows, else
+        transposed."""
+        if width <= narrow:
             projected = np.dot(span, self.input_kernel_t.T) + self.first_bias[:, 0]
             return _forward_narrow(
                 projected, steps, width, self.first_recurrent_t, self.upper,
@@ -366,9 +346,14 @@ def _pin_blas_to_one_thread() -> None:
 class InferenceEngine:
     """Windows → one-step predictions (output[0] of the Dense layer), thread-safe, GIL-free."""
 
-    def __init__(self, threads: int | None = None, batch_size: int = 512) -> None:
+    def __init__(
+        self, threads: int | None = None, batch_size: int = 512, narrow_windows: int = NARROW_WINDOWS
+    ) -> None:
+        """``narrow_windows``: segments of at most this many windows take ``_forward_narrow``
+        (0: none, every segment through BLAS; ``bench channels`` compares the two)."""
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self.batch_size = batch_size
+        self.narrow_windows = narrow_windows
         self._pool: ThreadPoolExecutor | None = None
         self._plans: dict[int, tuple[weakref.ref[LstmWeights], _Plan]] = {}
         if self.threads > 1:
@@ -433,7 +418,7 @@ class InferenceEngine:
             for segment in segments:
                 plan, l_s = plans[segment.member], steps[segment.member]
                 span = rows32[segment.member][segment.start : segment.start + segment.length + l_s - 1]
-                found.append(plan.series(span, l_s, segment.length))
+                found.append(plan.series(span, l_s, segment.length, self.narrow_windows))
             return found
 
         total = sum(lengths)
