@@ -44,21 +44,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def metric_samples(port: int) -> list[Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def metric_samples(port: int, timeout: float = 5) -> list[Any]:
+    """Every sample of a worker's ``/metrics``; with thousands of channels the page is large (a
+    dozen series per channel), so fleet benchmarks pass a longer ``timeout``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
         text = response.read().decode()
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def metric_sum(port: int, sample_name: str) -> float:
-    return sum(sample.value for sample in metric_samples(port) if sample.name == sample_name)
+def metric_sum(port: int, sample_name: str, timeout: float = 5) -> float:
+    return sum(sample.value for sample in metric_samples(port, timeout) if sample.name == sample_name)
 
 
-def histogram_buckets(port: int, histogram: str) -> Buckets:
+def histogram_buckets(port: int, histogram: str, timeout: float = 5) -> Buckets:
     """The cumulative buckets of an unlabelled histogram, e.g. ``tmstream_event_to_scored_seconds``."""
     found = [
         (float(sample.labels["le"]), sample.value)
-        for sample in metric_samples(port)
+        for sample in metric_samples(port, timeout)
         if sample.name == f"{histogram}_bucket"
     ]
     return sorted(found)
@@ -256,8 +258,10 @@ class Configuration:
     def log(self, name: str) -> str:
         return (self.folder / f"worker-{name}.log").read_text(errors="replace")
 
-    def scored(self) -> int:
-        return round(sum(metric_sum(port, "tmstream_points_scored_total") for port in self.ports.values()))
+    def scored(self, timeout: float = 5) -> int:
+        return round(
+            sum(metric_sum(port, "tmstream_points_scored_total", timeout) for port in self.ports.values())
+        )
 
     def wait_scored(self, expected: int, timeout: float) -> tuple[float, float]:
         """Poll until ``expected`` points are scored; (first scored, last scored) on the monotonic clock."""

@@ -49,6 +49,7 @@ UNITS = 16
 FEATURES = 25
 PARTITIONS = 6
 TIMEOUT_S = 600.0
+SCRAPE_TIMEOUT_S = 60.0
 LATENCY = "tmstream_event_to_scored_seconds"
 REGISTRY_TABLES = (
     "registered_models",
@@ -117,24 +118,27 @@ def fleet(stack: Settings, folder: Path, count: int) -> dict[str, Any]:
         idle = rss_bytes(config.processes["w1"].pid)["rss_bytes"]
         expected = config.expected_points()
         replay = config.replay("--max")
+        # each scrape renders every channel's series: at 10,000 channels a 0.5 s poll would be
+        # the worker's main load, so poll in proportion to the fleet
+        poll = max(0.5, count / 2000)
         first: float | None = None
         begun = time.monotonic()
         scored = 0
         while time.monotonic() - begun < TIMEOUT_S and scored < expected:
-            time.sleep(0.5)
-            scored = config.scored()
+            time.sleep(poll)
+            scored = config.scored(SCRAPE_TIMEOUT_S)
             if first is None and scored:
                 first = time.monotonic()
         last = time.monotonic()
         replay_done = replay.poll() is not None
         stop(replay)
         memory = rss_bytes(config.processes["w1"].pid)
-        buckets = histogram_buckets(port, LATENCY)
+        buckets = histogram_buckets(port, LATENCY, SCRAPE_TIMEOUT_S)
         cache = {
-            name: int(metric_sum(port, f"tmstream_model_cache_{name}_total"))
+            name: int(metric_sum(port, f"tmstream_model_cache_{name}_total", SCRAPE_TIMEOUT_S))
             for name in ("loads", "evictions", "hits", "misses")
         }
-        cached = int(metric_sum(port, "tmstream_model_cache_models"))
+        cached = int(metric_sum(port, "tmstream_model_cache_models", SCRAPE_TIMEOUT_S))
     elapsed = max(last - (first or last), 1e-3)
     p50, p99 = bucket_quantile(0.5, buckets), bucket_quantile(0.99, buckets)
     return {
