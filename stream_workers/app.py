@@ -110,8 +110,9 @@ class NoTablesManager(TableManager):
     before the consumer may subscribe. The worker declares none, so the sleep only delays the join."""
 
     async def on_start(self) -> None:
-        await self._update_channels()
-        await self.recovery.start()
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class ScoringWorker:
