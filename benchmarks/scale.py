@@ -124,14 +124,16 @@ def fleet(stack: Settings, folder: Path, count: int) -> dict[str, Any]:
         first: float | None = None
         begun = time.monotonic()
         scored = 0
-        while time.monotonic() - begun < TIMEOUT_S and scored < expected:
-            time.sleep(poll)
-            scored = config.scored(SCRAPE_TIMEOUT_S)
-            if first is None and scored:
-                first = time.monotonic()
-        last = time.monotonic()
-        replay_done = replay.poll() is not None
-        stop(replay)
+        try:
+            while time.monotonic() - begun < TIMEOUT_S and scored < expected:
+                time.sleep(poll)
+                scored = config.scored(SCRAPE_TIMEOUT_S)
+                if first is None and scored:
+                    first = time.monotonic()
+            last = time.monotonic()
+            replay_done = replay.poll() is not None
+        finally:  # a failed fleet must not leave its replay running into the next one
+            stop(replay)
         memory = rss_bytes(config.processes["w1"].pid)
         buckets = histogram_buckets(port, LATENCY, SCRAPE_TIMEOUT_S)
         cache = {
