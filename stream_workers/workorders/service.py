@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
+from producers.topics import ensure_topics
 from stream_workers.events import AnomalyEvent
 from stream_workers.workorders.api import build_api
 from stream_workers.workorders.metrics import EVENTS_APPLIED, WorkOrderCollector
@@ -76,14 +77,18 @@ class WorkOrderService:
 
     def consume(self) -> None:
         """The consumer loop (a thread): poll, apply, commit, until ``stop`` is set."""
+        # A group that joins before its topic exists is assigned nothing, and kafka-python does
+        # not always rejoin when the topic appears (seen on a fresh broker, the service started
+        # before the first worker): create the topic first, as the workers do (idempotent).
+        ensure_topics(self.settings, [self.settings.kafka.anomalies_topic])
         consumer = KafkaConsumer(
             self.settings.kafka.anomalies_topic,
             **self.settings.kafka.client_options(),
             group_id=self.settings.workorders.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # A group joined before the topic's metadata arrived is assigned nothing until the next
-            # metadata refresh (5 min by default): refresh often, the request is tiny.
+            # partitions added later reach the group at the next metadata refresh (5 min by
+            # default): refresh often, the request is tiny.
             metadata_max_age_ms=5000,
         )
         self.consumer_alive = True
