@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dashboards.boards import BOARDS
 from dashboards.build import board_json, panel_queries, substitute, variable_queries
 from dashboards.prometheus_api import PrometheusApi
@@ -90,8 +92,10 @@ class Service:
             return None
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+        """End the service; a second call (the test's finalizer after its own stop) does nothing."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
         self.log.close()
 
 
@@ -192,13 +196,16 @@ def queries_without_data(api: PrometheusApi, start: float, end: float) -> tuple[
     return run, empty
 
 
-def test_replay_to_work_orders_alerts_and_every_panel(pipeline, stack, tmp_path: Path) -> None:
+def test_replay_to_work_orders_alerts_and_every_panel(
+    pipeline, stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     start = time.time()
     api = PrometheusApi(stack.prometheus.effective_url)
     assert targets_dir(pipeline.settings) == targets_dir(stack), "worker targets go to the session Prometheus"
     worker = f"w-{pipeline.run_id}"  # its own scrape target file: no other run's worker replaces it
     pipeline.start_worker(worker)
     service = Service(pipeline, f"tmstream-workorders-r{pipeline.run_id}", f"wo-{pipeline.run_id}")
+    request.addfinalizer(service.stop)  # a failing assertion must not leave the service running
     pipeline.wait_ready(worker)
     wait(service.health, 60, "the work-order service")
 
@@ -226,6 +233,7 @@ def test_replay_to_work_orders_alerts_and_every_panel(pipeline, stack, tmp_path:
     service.stop()
     settled = cli_orders(pipeline)
     again = Service(pipeline, f"tmstream-workorders-r{pipeline.run_id}-again", f"wo-{pipeline.run_id}-again")
+    request.addfinalizer(again.stop)
     wait(
         lambda: (h := again.health()) and h["events_consumed"] >= len(pipeline.topic_events()),
         60,
