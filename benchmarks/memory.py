@@ -13,8 +13,7 @@ is scored (every model loaded) within seconds. Measured:
   starting), Faust's services (→ the consumer subscribing), the broker join (subscribing → Kafka's
   "Setting newly assigned partitions"), the worker's assignment handler (reading the state topic
   and the emitted keys), then → first scored point (fetch, first windows, model loads, scoring).
-  The start time without the broker join is the total less the join. ``consumer_start_to_assigned_s``
-  is the join as measured before the phases were split (it held Faust's 1 s table wait).
+  The start time without the broker join is the total less the join.
 
 Targets: RSS ≤ 512 MB, load p95 ≤ 500 ms, first scored point ≤ 2 s without the join.
 """
@@ -130,7 +129,6 @@ def worker_run(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dict
         "imports_s": round(initialising - started, 2),
         "topic_preparation_s": round(faust_start - initialising, 2),
         "faust_start_to_subscribed_s": round(subscribed - faust_start, 2),
-        "consumer_start_to_assigned_s": round(joined - log_time(log, "[^--Consumer]: Starting"), 2),
         "assignment_handler_s": round(handled - joined, 2),
         "assigned_to_first_scored_s": round(first_scored_at - handled, 2),
         "worker_model_load_p95_ms": None if worker_p95 is None else round(worker_p95 * 1000, 1),

@@ -168,9 +168,8 @@ def _rows_dot(kernel, state, low, out):
     Four rows at a time, for every window before the next four: each load of a window's inputs
     feeds four vectorised reductions and the four rows stay in L1 across windows (OpenBLAS packs
     the whole kernel on every call: slow for a few columns)."""
-    rows, width = kernel.shape
-    j = 0
-    while j + 4 <= rows:
+    rows, width = kernel.shape  # rows = 4H: always four at a time
+    for j in range(0, rows, 4):
         r0, r1, r2, r3 = kernel[j], kernel[j + 1], kernel[j + 2], kernel[j + 3]
         for b in range(state.shape[0]):
             x = state[b, low : low + width]
@@ -182,14 +181,6 @@ def _rows_dot(kernel, state, low, out):
                 a2 += r2[k] * v
                 a3 += r3[k] * v
             out[b, j], out[b, j + 1], out[b, j + 2], out[b, j + 3] = a0, a1, a2, a3
-        j += 4
-    while j < rows:
-        for b in range(state.shape[0]):
-            acc = np.float32(0.0)
-            for k in range(width):
-                acc += kernel[j, k] * state[b, low + k]
-            out[b, j] = acc
-        j += 1
 
 
 @njit(inline="always", fastmath=_MATH, error_model="numpy")
