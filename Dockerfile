@@ -22,6 +22,8 @@ COPY producers ./producers
 COPY stream_workers ./stream_workers
 COPY model_store ./model_store
 COPY dashboards ./dashboards
+COPY workorders ./workorders
+COPY evaluation ./evaluation
 COPY benchmarks ./benchmarks
 COPY schemas ./schemas
 RUN pip install --upgrade pip \

@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers.registry import ChannelRegistry
-from tmstream.settings import Settings, config_dir, load_settings
+from tmstream.ground.settings import Settings, config_dir, load_settings
 
 Buckets = list[tuple[float, float]]  # (upper bound "le", cumulative count), ascending, +Inf last
 

@@ -48,9 +48,9 @@ def _per_channel(engine: InferenceEngine, items: list[tuple[LstmWeights, np.ndar
 
 def run() -> dict[str, Any]:
     from model_store.engine import InferenceEngine
-    from model_store.weights import read_keras2_h5
+    from model_store.keras2_h5 import read_keras2_h5
     from producers.dataset import TelemanomDataset
-    from tmstream.settings import load_settings
+    from tmstream.ground.settings import load_settings
 
     settings = load_settings()
     dataset = TelemanomDataset(settings.data_dir)

@@ -51,10 +51,10 @@ def gemm_roofline(batch: int = 256, units: int = 80, repeats: int = 400) -> floa
 
 def run() -> dict[str, Any]:
     from model_store.engine import InferenceEngine
+    from model_store.keras2_h5 import read_keras2_h5
     from model_store.keras_model import from_lstm_weights
-    from model_store.weights import read_keras2_h5
     from producers.dataset import TelemanomDataset
-    from tmstream.settings import load_settings
+    from tmstream.ground.settings import load_settings
 
     settings = load_settings()
     weights = read_keras2_h5(settings.data_dir / "reference-2018" / "models" / f"{CHANNEL}.h5", CHANNEL)

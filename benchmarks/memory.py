@@ -40,7 +40,7 @@ from benchmarks._harness import (
     truncated_split,
     wait_for,
 )
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 POINTS = 20
 TIMEOUT_S = 300.0

@@ -42,7 +42,7 @@ from benchmarks._harness import (
     stop,
     testing_stack,
 )
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 DEMO_CHANNELS = ("P-1", "A-5", "A-6", "D-14", "F-5", "P-11")
 LATENCY = "tmstream_event_to_scored_seconds"

@@ -35,9 +35,9 @@ from producers.messages import TelemetryMessage
 from producers.publisher import TelemetryPublisher
 from producers.registry import ChannelRegistry
 from producers.replay import FAST_TUNING
-from producers.topics import admin_client, ensure_topics
-from stream_workers.topic_reader import read_range
-from tmstream.settings import PROJECT_ROOT, Settings
+from tmstream.ground.settings import PROJECT_ROOT, Settings
+from tmstream.ground.topic_reader import read_range
+from tmstream.ground.topics import admin_client, ensure_topics
 
 CHANNEL = "P-1"
 REPEATS = 8

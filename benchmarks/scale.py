@@ -41,7 +41,7 @@ from benchmarks._harness import (
 )
 from model_store.weights import LstmLayer, LstmWeights
 from producers.synth import SynthSpec, write_synthetic
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 BURST = 30
 L_S = 50

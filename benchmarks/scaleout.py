@@ -34,8 +34,8 @@ from benchmarks._harness import (
     testing_stack,
     wait_for,
 )
-from stream_workers.topic_reader import read_topic
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topic_reader import read_topic
 
 PARTITIONS = 6
 # Two MSL channels (55 values per point) per partition number 0..5, about 2,000-2,300 test rows each.

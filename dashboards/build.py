@@ -18,7 +18,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.boards import BOARDS
-from tmstream.settings import PROJECT_ROOT
+from tmstream.ground.settings import PROJECT_ROOT
 
 DASHBOARDS_DIR = PROJECT_ROOT / "deploy" / "grafana" / "dashboards"
 register_default_plugins()

@@ -15,7 +15,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from dashboards.boards import BOARDS, FOLDER_TITLE, FOLDER_UID
 from dashboards.build import board_json
 from dashboards.panels import DATASOURCE_UID
-from tmstream.exceptions import TmstreamError
+from tmstream.ground.exceptions import TmstreamError
 
 DATASOURCE_NAME = "tmstream Prometheus"
 # Fields Grafana adds to a stored object; they say nothing about whether its content changed.

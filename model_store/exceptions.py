@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tmstream.exceptions import TmstreamError
+from tmstream.ground.exceptions import TmstreamError
 
 
 class ModelStoreError(TmstreamError):

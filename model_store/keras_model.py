@@ -11,7 +11,7 @@ import numpy as np
 
 from model_store.exceptions import WeightsError
 from model_store.weights import LstmLayer, LstmWeights, RecurrentActivation
-from tmstream.settings import ModelSettings
+from tmstream.ground.settings import ModelSettings
 
 
 def keras2_hard_sigmoid(x: Any) -> Any:

@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from model_store.exceptions import ModelNotFound, RegistryError, WeightsError
-from model_store.weights import LstmWeights, load_npz, read_keras2_h5, save_npz
-from tmstream.settings import Settings
+from model_store.weights import LstmWeights, load_npz, save_npz
+from tmstream.ground.settings import Settings
 
 EXPERIMENT = "tmstream"
 ALIASES = ("champion", "reference", "challenger")
@@ -329,6 +329,8 @@ class ModelRegistry:
             path = folder / f"{channel}.h5"
             if not path.is_file():
                 raise RegistryError(f"channel {channel}: no reference model file {path}")
+            from model_store.keras2_h5 import read_keras2_h5  # h5py only where 2018 files are read
+
             weights = read_keras2_h5(path, channel=channel)
             digest = weights.content_hash()
             existing = self.versions(channel)

@@ -13,7 +13,7 @@ import numpy as np
 from model_store.exceptions import TrainingError
 from model_store.registry import ModelRegistry, fluent_tracking, model_name
 from producers.dataset import TelemanomDataset
-from tmstream.settings import ModelSettings, Settings
+from tmstream.ground.settings import ModelSettings, Settings
 
 EpochCallback = Callable[[str, int, int, dict[str, float]], None]
 SHUFFLE_SEED = 0

@@ -13,17 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 
 from model_store.exceptions import WeightsError
 
 RecurrentActivation = Literal["hard_sigmoid_keras2", "sigmoid"]
 RECURRENT_ACTIVATIONS: tuple[RecurrentActivation, ...] = ("hard_sigmoid_keras2", "sigmoid")
-_KERAS2_ACTIVATIONS: dict[str, RecurrentActivation] = {
-    "hard_sigmoid": "hard_sigmoid_keras2",
-    "sigmoid": "sigmoid",
-}
 
 
 @dataclass(frozen=True)
@@ -147,7 +142,7 @@ class LstmWeights:
         )
 
 
-def _float32(array: Any) -> np.ndarray:
+def float32_array(array: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(array, dtype=np.float32))
 
 
@@ -168,17 +163,17 @@ def load_npz(path: Path, channel: str | None = None, version: str = "file") -> L
             meta = json.loads(str(data["metadata"]))
             layers = tuple(
                 LstmLayer(
-                    _float32(data[f"lstm{n}_kernel"]),
-                    _float32(data[f"lstm{n}_recurrent_kernel"]),
-                    _float32(data[f"lstm{n}_bias"]),
+                    float32_array(data[f"lstm{n}_kernel"]),
+                    float32_array(data[f"lstm{n}_recurrent_kernel"]),
+                    float32_array(data[f"lstm{n}_bias"]),
                 )
                 for n in range(len(meta["units"]))
             )
             return LstmWeights(
                 channel or meta["channel"],
                 layers,
-                _float32(data["dense_kernel"]),
-                _float32(data["dense_bias"]),
+                float32_array(data["dense_kernel"]),
+                float32_array(data["dense_bias"]),
                 meta["recurrent_activation"],
                 int(meta["l_s"]),
                 meta.get("source", "trained"),
@@ -188,85 +183,3 @@ def load_npz(path: Path, channel: str | None = None, version: str = "file") -> L
         raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise WeightsError(f"channel {label}: cannot read weights file {path}: {exc}") from exc
-
-
-def _layer_arrays(group: h5py.Group, layer: str, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """A layer's arrays by role: by name suffix (``.../kernel:0``), else in Keras' stored order."""
-    if layer not in group:
-        raise KeyError(f"no weights group for layer {layer!r}")
-    found: list[h5py.Dataset] = []
-    group[layer].visititems(lambda _name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
-    stored = [_text(n) for n in group[layer].attrs.get("weight_names", [])]
-    if stored:
-        found = [group[layer][n] for n in stored]
-    by_suffix = {d.name.rsplit("/", 1)[-1].split(":")[0]: d for d in found}
-    if set(roles) <= set(by_suffix):
-        return {role: _float32(by_suffix[role][()]) for role in roles}
-    if len(found) != len(roles):
-        raise KeyError(f"layer {layer!r} holds {len(found)} weight arrays, expected {len(roles)}")
-    return {role: _float32(d[()]) for role, d in zip(roles, found, strict=True)}
-
-
-def read_keras2_h5(
-    path: Path, channel: str | None = None, expected_features: int | None = None
-) -> LstmWeights:
-    """Weights of a 2018 Telemanom model (Keras 2.1.5 HDF5).
-
-    Layers are taken in the order of the stored model config, by class (LSTM, Dense), because
-    their names (``lstm_1``, ``lstm_43``...) depend on what else that Keras session had built.
-    """
-    path = Path(path)
-    label = channel or path.stem
-    try:
-        with h5py.File(path, "r") as handle:
-            config = json.loads(_text(handle.attrs["model_config"]))
-            weights_group = handle.get("model_weights", handle)
-            layer_configs = config["config"]
-            if isinstance(layer_configs, dict):
-                layer_configs = layer_configs["layers"]
-            lstm_layers: list[LstmLayer] = []
-            activations: set[str] = set()
-            dense: dict[str, np.ndarray] | None = None
-            for layer in layer_configs:
-                kind, cfg = layer["class_name"], layer["config"]
-                if kind == "LSTM":
-                    if dense is not None:
-                        raise KeyError("an LSTM layer follows the Dense layer")
-                    arrays = _layer_arrays(weights_group, cfg["name"], ("kernel", "recurrent_kernel", "bias"))
-                    lstm_layers.append(LstmLayer(**arrays))
-                    activations.add(cfg.get("recurrent_activation", "hard_sigmoid"))
-                    if cfg.get("activation", "tanh") != "tanh":
-                        raise KeyError(f"LSTM activation {cfg['activation']!r} is not tanh")
-                elif kind == "Dense":
-                    if cfg.get("activation", "linear") != "linear":
-                        raise KeyError(f"Dense activation {cfg['activation']!r} is not linear")
-                    dense = _layer_arrays(weights_group, cfg["name"], ("kernel", "bias"))
-                elif kind == "Activation" and cfg.get("activation") != "linear":
-                    raise KeyError(f"final activation {cfg.get('activation')!r} is not linear")
-            if not lstm_layers or dense is None:
-                raise KeyError("the model config has no LSTM or no Dense layer")
-            if len(activations) != 1 or next(iter(activations)) not in _KERAS2_ACTIVATIONS:
-                raise KeyError(f"unsupported recurrent activation(s) {sorted(activations)}")
-    except WeightsError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"channel {label}: cannot read Keras model file {path}: {exc}") from exc
-    weights = LstmWeights(
-        label,
-        tuple(lstm_layers),
-        dense["kernel"],
-        dense["bias"],
-        _KERAS2_ACTIVATIONS[next(iter(activations))],
-        source="reference",
-        version="file",
-    )
-    if expected_features is not None and weights.n_features != expected_features:
-        raise WeightsError(
-            f"channel {label}: model file {path} expects {weights.n_features} input features, "
-            f"the channel's data has {expected_features}"
-        )
-    return weights
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

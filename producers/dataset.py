@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from tmstream.exceptions import DataError
+from tmstream.ground.exceptions import DataError
 
 Split = Literal["train", "test"]
 WIDTH_TO_SPACECRAFT = {25: "SMAP", 55: "MSL"}

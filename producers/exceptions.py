@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tmstream.exceptions import TmstreamError
+from tmstream.ground.exceptions import TmstreamError
 
 MessageReason = Literal["malformed_json", "wrong_schema", "invalid_fields", "nan_or_inf", "wrong_width"]
 
@@ -32,12 +32,6 @@ class UnknownChannelError(RegistryError):
     def __init__(self, channels: list[str], known: list[str]) -> None:
         super().__init__(f"unknown channel(s) {', '.join(channels)}; known: {', '.join(known) or 'none'}")
         self.channels = channels
-
-
-class BrokerUnavailableError(ProducerError):
-    """No Kafka broker answered within the bounded retries."""
-
-    exit_code = 3
 
 
 class PublishError(ProducerError):

@@ -10,7 +10,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tmstream.exceptions import DataError
+from tmstream.ground.exceptions import DataError
 
 DATA_URL = "https://s3-us-west-2.amazonaws.com/telemanom/data.zip"
 LABELS_URL = "https://raw.githubusercontent.com/khundman/telemanom/master/labeled_anomalies.csv"

@@ -16,8 +16,8 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tmstream.settings import Settings
-from tmstream.stack.prometheus import register_scrape_target, unregister_scrape_target
+from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
+from tmstream.ground.settings import Settings
 
 
 class ChannelDelivery:

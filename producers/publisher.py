@@ -27,8 +27,8 @@ from producers.exceptions import MessageError, MessageReason, PublishError
 from producers.messages import message_prefix, non_finite_detail
 from producers.metrics import PRODUCER_METRICS, ChannelDelivery, PublisherStats
 from producers.registry import ChannelRegistry
-from producers.topics import ConnectPolicy, connect_with_retries
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import ConnectPolicy, connect_with_retries
 
 log = logging.getLogger(__name__)
 RowsLike = np.ndarray | Sequence[Sequence[float]]

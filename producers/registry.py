@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from producers.channel_spec import ChannelSpec
 from producers.dataset import TelemanomDataset
 from producers.exceptions import RegistryError, UnknownChannelError
-from tmstream.exceptions import DataError
-from tmstream.settings import config_dir
+from tmstream.ground.exceptions import DataError
+from tmstream.ground.settings import Settings, config_dir
 
 DEFAULT_TOPIC_PATTERN = "telemetry.{spacecraft_lower}.{channel}"
 CHANNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -85,24 +85,6 @@ class RegistryFile(BaseModel):
         if bad:
             raise ValueError(f"channel id(s) {', '.join(bad)} must match {CHANNEL_ID.pattern}")
         return value
-
-
-@dataclass(frozen=True)
-class ChannelSpec:
-    channel: str
-    spacecraft: str
-    features: int
-    topic: str
-    source: Literal["data", "registry", "data+registry"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "channel": self.channel,
-            "spacecraft": self.spacecraft,
-            "features": self.features,
-            "topic": self.topic,
-            "source": self.source,
-        }
 
 
 class ChannelRegistry:
@@ -244,3 +226,9 @@ def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def required_topics(settings: Settings, registry: ChannelRegistry) -> list[str]:
+    """Every topic tmstream needs: one per registered channel, anomalies, dead letters."""
+    names = [spec.topic for spec in registry.channels()]
+    return list(dict.fromkeys([*names, settings.kafka.anomalies_topic, settings.kafka.deadletter_topic]))

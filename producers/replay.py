@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from producers.channel_spec import ChannelSpec
 from producers.dataset import Split, TelemanomDataset
 from producers.exceptions import ProducerError, PublishError
 from producers.publisher import ProducerTuning, RejectedRow, TelemetryPublisher
-from producers.registry import ChannelRegistry, ChannelSpec
+from producers.registry import ChannelRegistry
 from producers.resume import last_indices
-from producers.topics import ensure_topics
-from tmstream.exceptions import DataError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import DataError
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 NOMINAL_POINTS_PER_S = 1.0

@@ -13,11 +13,11 @@ from collections import defaultdict
 
 from kafka import KafkaConsumer, TopicPartition
 
+from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError, ProducerError
 from producers.messages import TelemetryMessage
-from producers.registry import ChannelSpec
-from producers.topics import ConnectPolicy, connect_with_retries
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import ConnectPolicy, connect_with_retries
 
 FIRST_WINDOW = 16
 READ_TIMEOUT_S = 30.0

@@ -39,18 +39,19 @@ from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
 from model_store.exceptions import ModelStoreError
 from model_store.registry import ModelRegistry
-from producers.registry import ChannelRegistry, ChannelSpec
-from producers.topics import admin_client, connect_admin, ensure_topics, required_topics
+from producers.channel_spec import ChannelSpec
+from producers.registry import ChannelRegistry, required_topics
 from stream_workers.channel_stream import ChannelStream
+from stream_workers.configuration import threshold_parameters
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import DeadLetter, RecordRef, StreamScorer
 from stream_workers.sinks.kafka_sink import AnomalyTopicSink
 from stream_workers.sinks.redis_sink import RedisSink
-from stream_workers.thresholding.parameters import ThresholdParameters
-from stream_workers.topic_reader import read_range, read_topic
-from tmstream.settings import Settings
-from tmstream.stack.prometheus import register_scrape_target, unregister_scrape_target
+from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
+from tmstream.ground.settings import Settings
+from tmstream.ground.topic_reader import read_range, read_topic
+from tmstream.ground.topics import admin_client, connect_admin, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class ScoringWorker:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{settings.worker.metrics_port}"
         log.info("worker %s: initialising", self.name)
-        self.params = ThresholdParameters.from_settings(settings)
+        self.params = threshold_parameters(settings)
         self.metrics = WorkerMetrics.on()
         self.channels = ChannelRegistry.load(settings.data_dir)
         self.specs = {spec.channel: spec for spec in self.channels.channels()}

@@ -17,9 +17,9 @@ import numpy as np
 
 from model_store.exceptions import ModelNotFound, ModelStoreError
 from model_store.weights import LstmWeights
+from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError
 from producers.messages import TelemetryMessage
-from producers.registry import ChannelSpec
 from stream_workers.channel_stream import ChannelStream, ScoringWork
 from stream_workers.events import SEVERITIES, AnomalyEvent, subsystem_of
 from stream_workers.metrics import WorkerMetrics

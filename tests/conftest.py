@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from producers.dataset import TelemanomDataset
-from tmstream.settings import PROJECT_ROOT, Settings, load_settings
+from tmstream.ground.settings import PROJECT_ROOT, Settings, load_settings
 
 NASA_DIR = (PROJECT_ROOT.parent / "shared" / "nasa").resolve()
 

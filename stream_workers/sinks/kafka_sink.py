@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
-from stream_workers.topic_reader import read_topic
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topic_reader import read_topic
 
 EMISSION_HEADER = "emission_key"
 Send = Callable[[bytes, bytes, dict[str, bytes]], Awaitable[object]]

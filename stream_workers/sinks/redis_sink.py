@@ -23,8 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
-from tmstream.settings import Settings
-from tmstream.stack.redis import redis_credentials
+from tmstream.ground.redis import redis_credentials
+from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
 

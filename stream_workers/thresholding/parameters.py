@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tmstream.settings import Settings
-
 
 @dataclass(frozen=True)
 class ThresholdParameters:
@@ -39,16 +37,3 @@ class ThresholdParameters:
     def smoothing_span(self) -> int:
         """EWMA span; truncated to an integer as in the 2018 code (70 * 30 * 0.05 = 105)."""
         return int(self.batch_size * self.window_size * self.smoothing_perc)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ThresholdParameters:
-        threshold, model = settings.threshold, settings.model
-        return cls(
-            batch_size=threshold.batch_size,
-            window_size=threshold.window_size,
-            smoothing_perc=threshold.smoothing_perc,
-            error_buffer=threshold.error_buffer,
-            p=threshold.p,
-            l_s=model.l_s,
-            n_predictions=model.n_predictions,
-        )

@@ -21,13 +21,13 @@ from prometheus_client import CollectorRegistry
 from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
 from model_store.registry import ModelRegistry
+from producers.channel_spec import ChannelSpec
 from producers.messages import TelemetryMessage
-from producers.registry import ChannelSpec
+from stream_workers.configuration import threshold_parameters
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import RecordRef, StreamScorer
-from stream_workers.thresholding.parameters import ThresholdParameters
-from stream_workers.topic_reader import read_topic
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.settings import Settings, load_settings
+from tmstream.ground.topic_reader import read_topic
 
 Emission = tuple[str, str, int]
 
@@ -64,7 +64,7 @@ def _expected(
     spec = ChannelSpec(channel, spacecraft, rows.shape[1], f"telemetry.x.{channel}", "data")
     engine = InferenceEngine()
     scorer = StreamScorer(
-        ThresholdParameters.from_settings(settings),
+        threshold_parameters(settings),
         ModelCache(ModelRegistry(settings), registry=CollectorRegistry()),
         engine,
         lambda name: spec if name == channel else None,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.integration.conftest import free_port
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.settings import Settings, load_settings
 from tmstream.stack.kafka import KafkaService
 from tmstream.stack.process import wait_until
 from tmstream.stack.redis import RedisService

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from stream_workers.topic_reader import read_topic
 from tests.faults.pipeline_checks import only_channels, rows_of
 from tests.unit.reliability.telemetry_strategies import Channel, Defect, Record, defects, interleave
+from tmstream.ground.topic_reader import read_topic
 
 pytestmark = pytest.mark.fault
 D14 = Channel("D-14", "MSL", 55)

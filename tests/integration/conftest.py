@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.redis import redis_client
+from tmstream.ground.settings import Settings, load_settings
 from tmstream.stack import LocalStack
-from tmstream.stack.redis import redis_client
 
 
 @pytest.fixture(scope="session")

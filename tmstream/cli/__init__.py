@@ -22,7 +22,7 @@ from tmstream.cli import (
     workorders,
 )
 from tmstream.cli.context import err_console
-from tmstream.exceptions import TmstreamError
+from tmstream.ground.exceptions import TmstreamError
 
 app = typer.Typer(
     name="tmstream",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tmstream.settings import PROJECT_ROOT
+from tmstream.ground.settings import PROJECT_ROOT
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: one command per benchmarks/<name>.py.")
 

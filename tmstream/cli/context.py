@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)

@@ -24,8 +24,8 @@ import typer
 from rich.table import Table
 
 from tmstream.cli.context import console, settings_from
-from tmstream.exceptions import StackError, TmstreamError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import StackError, TmstreamError
+from tmstream.ground.settings import Settings
 
 DEMO_CHANNELS = ["P-1", "A-5", "A-6", "D-14", "F-5", "P-11"]
 SYNTH_CHANNELS = 4
@@ -70,8 +70,8 @@ def demo(
         _reset(settings, chosen)
     elif not local:
         console.print("external services: not resetting (pass --reset to clear topics and Redis keys)")
-    from producers.registry import ChannelRegistry
-    from producers.topics import ensure_topics, required_topics
+    from producers.registry import ChannelRegistry, required_topics
+    from tmstream.ground.topics import ensure_topics
 
     ensure_topics(settings, required_topics(settings, ChannelRegistry.load(settings.data_dir)))
     worker, log_path = _start_worker(settings, env)
@@ -150,8 +150,8 @@ def _reset(settings: Settings, channels: list[str]) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from producers.registry import ChannelRegistry
-    from producers.topics import admin_client
-    from tmstream.stack.redis import redis_client
+    from tmstream.ground.redis import redis_client
+    from tmstream.ground.topics import admin_client
 
     registry = ChannelRegistry.load(settings.data_dir)
     topics = [registry.topic_for(c) for c in channels] + [
@@ -297,7 +297,7 @@ def _wait_scored(settings: Settings, dataset: Any, channels: list[str], worker: 
 def _summary(
     settings: Settings, dataset: Any, channels: list[str], events: list[dict[str, Any]], log: Path
 ) -> None:
-    from stream_workers.evaluation.scoring import Counts, score_channel
+    from evaluation.scoring import Counts, score_channel
 
     closed: dict[str, list[tuple[int, int]]] = {c: [] for c in channels}
     for event in events:

@@ -19,17 +19,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from evaluation.predictions import RegistryPredictions, resolve_predictions
+from evaluation.recorded import closed_detections, read_events
+from evaluation.report import EvaluationReport, evaluate_streams, score_streams
+from evaluation.scoring import Counts
+from evaluation.streams import LabelledStream, labelled_streams
+from evaluation.tracking import EXPERIMENT, EvaluationRun, log_evaluation
 from model_store.registry import ALIASES
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.predictions import RegistryPredictions, resolve_predictions
-from stream_workers.evaluation.recorded import closed_detections, read_events
-from stream_workers.evaluation.report import EvaluationReport, evaluate_streams, score_streams
-from stream_workers.evaluation.scoring import Counts
-from stream_workers.evaluation.streams import LabelledStream, labelled_streams
-from stream_workers.evaluation.tracking import EXPERIMENT, EvaluationRun, log_evaluation
-from stream_workers.thresholding.parameters import ThresholdParameters
+from stream_workers.configuration import threshold_parameters
 from tmstream.cli.context import console, emit_json, err_console, settings_from
-from tmstream.exceptions import TmstreamError
+from tmstream.ground.exceptions import TmstreamError
 
 
 class DetectorSource(StrEnum):
@@ -79,7 +79,7 @@ def evaluate(
     streams = labelled_streams(dataset, spacecraft, wanted)
     if not streams:
         raise EvaluationError("no channel matches the --spacecraft/--channels filter")
-    params = ThresholdParameters.from_settings(settings)
+    params = threshold_parameters(settings)
     with stream_progress(f"{source.value} thresholding", len(streams)) as advance:
         if events is not None:
             if source is not DetectorSource.stream or predictions or alias:

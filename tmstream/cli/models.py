@@ -20,7 +20,7 @@ from model_store.exceptions import ModelStoreError
 from model_store.registry import ALIASES, ModelRegistry, ModelVersionInfo
 from producers.dataset import TelemanomDataset
 from tmstream.cli.context import console, emit_json, err_console, settings_from
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Registered Telemanom models (MLflow).")
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from producers.exceptions import RegistryError
 from producers.metrics import metrics_endpoint
 from producers.publisher import RejectedRow
-from producers.registry import ChannelRegistry
+from producers.registry import ChannelRegistry, required_topics
 from producers.replay import (
     NOMINAL_POINTS_PER_S,
     ChannelCursor,
@@ -30,9 +30,9 @@ from producers.replay import (
     ReplaySummary,
     run_replay,
 )
-from producers.topics import describe_topics, ensure_topics, required_topics
 from tmstream.cli.context import console, emit_json, err_console, settings_from
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import describe_topics, ensure_topics
 
 log = logging.getLogger(__name__)
 topics_app = typer.Typer(no_args_is_help=True, help="Create and list the Kafka topics tmstream uses.")

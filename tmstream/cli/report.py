@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
+from evaluation.detections import REFERENCE_RUN_NO_BACKFILL, ScoredRange, channel_detections
+from evaluation.plots import plot_name, render_channel, write_index
+from evaluation.predictions import resolve_predictions
+from evaluation.report import checked_predictions, score_streams
+from evaluation.streams import labelled_streams
+from evaluation.trace import ChannelTrace, channel_trace
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.detections import REFERENCE_RUN_NO_BACKFILL, ScoredRange, channel_detections
-from stream_workers.evaluation.plots import plot_name, render_channel, write_index
-from stream_workers.evaluation.predictions import resolve_predictions
-from stream_workers.evaluation.report import checked_predictions, score_streams
-from stream_workers.evaluation.streams import labelled_streams
-from stream_workers.evaluation.trace import ChannelTrace, channel_trace
-from stream_workers.thresholding.parameters import ThresholdParameters
+from stream_workers.configuration import threshold_parameters
 from tmstream.cli.context import console, settings_from
 from tmstream.cli.evaluate import DetectorSource, EvaluationError, prediction_spec, stream_progress
 
@@ -35,7 +35,7 @@ def report(
     settings = settings_from(ctx)
     dataset = TelemanomDataset(settings.data_dir)
     streams = labelled_streams(dataset, None, channel or None)
-    params = ThresholdParameters.from_settings(settings)
+    params = threshold_parameters(settings)
     prediction_source = resolve_predictions(prediction_spec(predictions, alias), settings)
     traces: dict[str, ChannelTrace] = {}
 

@@ -82,7 +82,7 @@ def anomalies_list(
 ) -> None:
     """The latest state of every recorded anomaly (from Redis)."""
     from stream_workers.sinks.redis_sink import STREAM_KEY
-    from tmstream.stack.redis import redis_client
+    from tmstream.ground.redis import redis_client
 
     client = redis_client(settings_from(ctx))
     latest: dict[str, dict[str, Any]] = {}

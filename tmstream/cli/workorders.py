@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from tmstream.cli.context import console, emit_json, settings_from
-from tmstream.exceptions import TmstreamError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import TmstreamError
+from tmstream.ground.settings import Settings
 
 if TYPE_CHECKING:
-    from stream_workers.workorders.model import WorkOrder
-    from stream_workers.workorders.store import WorkOrderStore
+    from workorders.model import WorkOrder
+    from workorders.store import WorkOrderStore
 
 app = typer.Typer(no_args_is_help=True, help="Maintenance work orders opened from anomaly events.")
 JSON_OPTION = typer.Option(False, "--json", help="Stable machine-readable keys (see docs/WORKORDERS.md).")
@@ -26,8 +26,8 @@ BY_OPTION = typer.Option(None, "--by", help="Who does it (recorded on the order)
 
 
 def _store(settings: Settings) -> WorkOrderStore:
-    from stream_workers.workorders.store import WorkOrderStore
-    from tmstream.stack.redis import redis_client
+    from tmstream.ground.redis import redis_client
+    from workorders.store import WorkOrderStore
 
     return WorkOrderStore(redis_client(settings), settings.workorders.due_hours)
 
@@ -47,7 +47,7 @@ def _line(order: WorkOrder, now: int) -> str:
 
 
 def _print(order: WorkOrder, as_json: bool) -> None:
-    from stream_workers.workorders.store import now_ms
+    from workorders.store import now_ms
 
     if as_json:
         emit_json(order.to_json(now_ms()))
@@ -62,7 +62,7 @@ def serve(
     name: str | None = typer.Option(None, help="Service name (default host-port)."),
 ) -> None:
     """Consume anomaly events into work orders and serve the JSON API (until Ctrl-C)."""
-    from stream_workers.workorders.service import WorkOrderService
+    from workorders.service import WorkOrderService
 
     service = WorkOrderService(settings_from(ctx, workorders__api_port=api_port), name=name)
     asyncio.run(service.serve())
@@ -78,8 +78,8 @@ def list_orders(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Work orders, soonest due first."""
-    from stream_workers.workorders.model import PRIORITIES, STATES
-    from stream_workers.workorders.store import now_ms
+    from workorders.model import PRIORITIES, STATES
+    from workorders.store import now_ms
 
     if state is not None and state not in STATES:
         raise typer.BadParameter(f"--state must be one of {', '.join(STATES)}")

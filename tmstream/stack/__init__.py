@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from tmstream.exceptions import StackError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import StackError
+from tmstream.ground.settings import Settings
 from tmstream.stack.alertmanager import AlertmanagerService
 from tmstream.stack.kafka import KafkaService
 from tmstream.stack.process import ServiceProcess, wait_until

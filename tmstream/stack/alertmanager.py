@@ -7,7 +7,7 @@ the suite's stack stays three processes. Its routes and receivers are in
 
 from __future__ import annotations
 
-from tmstream.settings import PROJECT_ROOT, Settings
+from tmstream.ground.settings import PROJECT_ROOT, Settings
 from tmstream.stack.process import ServiceProcess, http_ready, require
 
 CONFIG = PROJECT_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"

@@ -12,8 +12,8 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from tmstream.exceptions import StackError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import StackError
+from tmstream.ground.settings import Settings
 from tmstream.stack.process import wait_until
 from tmstream.stack.prometheus import PrometheusService, scrape_config
 from tmstream.stack.redis import RedisService

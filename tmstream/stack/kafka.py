@@ -18,8 +18,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tmstream.exceptions import StackError
-from tmstream.settings import PROJECT_ROOT, Settings
+from tmstream.ground.exceptions import StackError
+from tmstream.ground.settings import PROJECT_ROOT, Settings
 from tmstream.stack.process import ServiceProcess, port_is_free
 
 POM = PROJECT_ROOT / "deploy" / "local" / "kafka" / "pom.xml"

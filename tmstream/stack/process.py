@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tmstream.exceptions import StackError
+from tmstream.ground.exceptions import StackError
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

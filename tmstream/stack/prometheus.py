@@ -6,35 +6,13 @@ Workers and producers announce their ``/metrics`` address by writing a file-disc
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import yaml
 
-from tmstream.settings import PROJECT_ROOT, Settings
+from tmstream.ground.scrape_targets import targets_dir
+from tmstream.ground.settings import PROJECT_ROOT, Settings
 from tmstream.stack.process import ServiceProcess, http_ready, require
 
 RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
-
-
-def targets_dir(settings: Settings) -> Path:
-    return settings.state_dir / "prometheus" / "targets"
-
-
-def register_scrape_target(settings: Settings, job: str, instance: str, address: str) -> Path:
-    """Announce a metrics endpoint to the local Prometheus (file-based service discovery)."""
-    folder = targets_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{job}-{instance}.json"
-    staging = target.with_suffix(".tmp")
-    staging.write_text(json.dumps([{"targets": [address], "labels": {"job": job, "instance": instance}}]))
-    os.replace(staging, target)
-    return target
-
-
-def unregister_scrape_target(target: Path) -> None:
-    target.unlink(missing_ok=True)
 
 
 def scrape_config(settings: Settings) -> dict[str, object]:

@@ -32,7 +32,7 @@ from dashboards.boards import BOARDS
 from dashboards.build import board_json, panel_queries, substitute, variable_queries
 from dashboards.prometheus_api import PrometheusApi
 from dashboards.render import render_channel
-from tmstream.stack.prometheus import targets_dir
+from tmstream.ground.scrape_targets import targets_dir
 
 CHANNEL, SPACECRAFT = "D-14", "MSL"
 ALERTS = {

@@ -19,7 +19,7 @@ from model_store.exceptions import ModelNotFound
 from model_store.registry import ModelRegistry
 from model_store.weights import LstmWeights
 from tmstream.cli import app
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.settings import Settings, load_settings
 
 CHANNELS = ["T-10", "T-9"]
 runner = CliRunner()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 
 def kcat_records(

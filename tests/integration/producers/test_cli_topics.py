@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 
 def tmstream(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,9 +13,9 @@ from producers.dataset import TelemanomDataset
 from producers.exceptions import MessageError, PublishError
 from producers.publisher import ProducerTuning, TelemetryPublisher
 from producers.registry import ChannelRegistry
-from producers.topics import describe_topics, ensure_topics
 from tests.integration.producers.kcat import kcat_records
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import describe_topics, ensure_topics
 
 
 def test_publisher_batch_is_readable_by_kcat(

@@ -15,7 +15,7 @@ import numpy as np
 
 from producers.dataset import TelemanomDataset
 from tests.integration.producers.kcat import kcat_records
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 P1_ROWS = 8505
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.scaleout import PARTITIONS, configuration, import_models
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 CHANNELS = ("D-15", "D-16", "T-4", "M-4", "C-2", "T-5")  # keys in partitions 0, 1, 2, 3, 4, 5
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tmstream.settings import load_settings
+from tmstream.ground.settings import load_settings
 
 
 def health(host: str, port: int) -> dict[str, object]:

@@ -12,9 +12,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from tmstream.settings import Settings, load_settings
+from tmstream.ground.redis import redis_client
+from tmstream.ground.settings import Settings, load_settings
 from tmstream.stack import LocalStack
-from tmstream.stack.redis import redis_client
 
 
 def tmstream(state_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation.detections import channel_detections
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.detections import channel_detections
 from stream_workers.thresholding.parameters import ThresholdParameters
 
 CHANNELS = {"P-1": "SMAP", "D-14": "MSL"}

@@ -12,10 +12,10 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from stream_workers.events import AnomalyEvent
-from stream_workers.workorders.errors import IllegalTransition, WorkOrderNotFound
-from stream_workers.workorders.metrics import WorkOrderCollector
-from stream_workers.workorders.store import DUE_KEY, WorkOrderStore, active_key, order_key, state_key
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
+from workorders.errors import IllegalTransition, WorkOrderNotFound
+from workorders.metrics import WorkOrderCollector
+from workorders.store import DUE_KEY, WorkOrderStore, active_key, order_key, state_key
 
 POLICY = {"P1": 4.0, "P2": 24.0, "P3": 72.0}
 T0 = 1_700_000_000_000

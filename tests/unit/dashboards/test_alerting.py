@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stream_workers.events import CRITICAL_SUBSYSTEMS, SUBSYSTEMS
-from tmstream.settings import PROJECT_ROOT
+from tmstream.ground.settings import PROJECT_ROOT
 
 PROMETHEUS = PROJECT_ROOT / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models.dashboard import Panel
 from dashboards.boards import BOARDS, FOLDER_UID
 from dashboards.build import DASHBOARDS_DIR, load_dashboard, panel_queries, substitute, write_dashboards
 from dashboards.panels import DATASOURCE_UID
-from tmstream.settings import PROJECT_ROOT
+from tmstream.ground.settings import PROJECT_ROOT
 
 PROVISIONING = PROJECT_ROOT / "deploy" / "grafana" / "provisioning"
 

@@ -11,7 +11,7 @@ import typer
 from pydantic import BaseModel
 
 from tmstream.cli import app
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tmstream.settings import PROJECT_ROOT, WorkerSettings, load_settings
+from tmstream.ground.settings import PROJECT_ROOT, WorkerSettings, load_settings
 from tmstream.stack import docker as docker_stack
 
 DEPLOY = PROJECT_ROOT / "deploy"

@@ -6,7 +6,7 @@ import json
 import re
 import tomllib
 
-from tmstream.settings import PROJECT_ROOT, WorkerSettings
+from tmstream.ground.settings import PROJECT_ROOT, WorkerSettings
 
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tmstream.settings import PROJECT_ROOT, WorkerSettings, config_dir, load_settings
+from tmstream.ground.settings import PROJECT_ROOT, WorkerSettings, config_dir, load_settings
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 OVERLAY = K8S / "overlays" / "example"

@@ -9,7 +9,8 @@ import pytest
 
 from model_store.engine import NARROW_WINDOWS, InferenceEngine
 from model_store.exceptions import InputError
-from model_store.weights import LstmWeights, read_keras2_h5
+from model_store.keras2_h5 import read_keras2_h5
+from model_store.weights import LstmWeights
 from producers.dataset import TelemanomDataset
 
 TOLERANCE = 1e-5

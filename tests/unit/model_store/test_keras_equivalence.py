@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from model_store.engine import InferenceEngine
+from model_store.keras2_h5 import read_keras2_h5
 from model_store.training import training_windows
-from model_store.weights import read_keras2_h5
 from producers.dataset import TelemanomDataset
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 keras = pytest.importorskip("keras")
 

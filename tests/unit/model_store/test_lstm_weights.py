@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from model_store.exceptions import WeightsError
-from model_store.weights import load_npz, read_keras2_h5, save_npz
+from model_store.keras2_h5 import read_keras2_h5
+from model_store.weights import load_npz, save_npz
 
 
 def _layer_names(path: Path) -> list[str]:

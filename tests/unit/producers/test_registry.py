@@ -10,7 +10,7 @@ import yaml
 
 from producers.exceptions import RegistryError, UnknownChannelError
 from producers.registry import ChannelRegistry, registry_path
-from tmstream.settings import load_settings
+from tmstream.ground.settings import load_settings
 
 
 def write(path: Path, body: dict[str, object]) -> Path:

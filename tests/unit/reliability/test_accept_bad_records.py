@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from model_store.exceptions import ModelNotFound
-from producers.registry import ChannelSpec
+from producers.channel_spec import ChannelSpec
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import RecordRef, StreamScorer
 from stream_workers.thresholding.parameters import ThresholdParameters

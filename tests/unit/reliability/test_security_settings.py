@@ -9,8 +9,8 @@ import faust
 import pytest
 
 from stream_workers.app import _credentials
-from tmstream.exceptions import ConfigError, StackError
-from tmstream.settings import load_settings
+from tmstream.ground.exceptions import ConfigError, StackError
+from tmstream.ground.settings import load_settings
 from tmstream.stack.kafka import check_local_sasl, server_properties
 from tmstream.stack.redis import RedisService
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation.detections import REFERENCE_RUN_NO_BACKFILL
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.detections import REFERENCE_RUN_NO_BACKFILL
 from stream_workers.thresholding.parameters import ThresholdParameters
 
 LOG_STREAM = re.compile(r"Stream # (\d+): (\S+)\n.*\n.*TP: (\d+)  FP: (\d+)  FN: (\d+)")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tmstream.cli import app
-from tmstream.exceptions import DataError, TmstreamError
+from tmstream.ground.exceptions import DataError, TmstreamError
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stream_workers.evaluation.detections import ScoredRange
-from stream_workers.evaluation.recorded import closed_detections, read_events
+from evaluation.detections import ScoredRange
+from evaluation.recorded import closed_detections, read_events
 from stream_workers.events import AnomalyEvent, event_id_for
-from tmstream.exceptions import StackError
+from tmstream.ground.exceptions import StackError
 
 
 def event(channel: str, start: int, end: int, status: str, score: float = 0.5, version: str = "1"):

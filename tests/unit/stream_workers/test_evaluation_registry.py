@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from evaluation.tracking import EXPERIMENT
 from model_store.registry import ModelRegistry
-from stream_workers.evaluation.tracking import EXPERIMENT
 from tmstream.cli import app
 from tmstream.cli.evaluate import EvaluationError
-from tmstream.settings import load_settings
+from tmstream.ground.settings import load_settings
 
 runner = CliRunner()
 CHANNEL = "D-14"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from evaluation.scoring import Counts, f_beta, score_channel
 from producers.dataset import LabelledSequence
-from stream_workers.evaluation.scoring import Counts, f_beta, score_channel
 
 
 def label(start: int, end: int, anomaly_class: str = "point") -> LabelledSequence:

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from stream_workers.evaluation.predictions import PredictionFolder
-from stream_workers.evaluation.report import evaluate_streams
-from stream_workers.evaluation.search import choose, cross_validate, grid, on_spacecraft
-from stream_workers.evaluation.streams import labelled_streams
+from evaluation.predictions import PredictionFolder
+from evaluation.report import evaluate_streams
+from evaluation.search import choose, cross_validate, grid, on_spacecraft
+from evaluation.streams import labelled_streams
 from stream_workers.thresholding.parameters import ThresholdParameters
 
 CHANNELS = ["P-2", "D-14", "T-12", "C-2", "M-6", "S-1"]

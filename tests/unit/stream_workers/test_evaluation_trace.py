@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_workers.evaluation.detections import channel_detections
-from stream_workers.evaluation.trace import channel_trace
+from evaluation.detections import channel_detections
+from evaluation.trace import channel_trace
 
 
 def test_a_high_detection_peaks_above_the_drawn_threshold(reference_channel, params):

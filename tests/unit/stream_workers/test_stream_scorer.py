@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from evaluation.detections import stream_detections
 from model_store.engine import InferenceEngine
 from model_store.exceptions import ModelNotFound
-from model_store.weights import LstmWeights, read_keras2_h5
+from model_store.keras2_h5 import read_keras2_h5
+from model_store.weights import LstmWeights
+from producers.channel_spec import ChannelSpec
 from producers.dataset import TelemanomDataset
 from producers.messages import TelemetryMessage
-from producers.registry import ChannelSpec
 from stream_workers.channel_stream import ChannelStream
-from stream_workers.evaluation.detections import stream_detections
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import RecordRef, StreamScorer

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evaluation.predictions import PredictionFolder
+from evaluation.report import evaluate_streams
+from evaluation.streams import labelled_streams
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.predictions import PredictionFolder
-from stream_workers.evaluation.report import evaluate_streams
-from stream_workers.evaluation.streams import labelled_streams
 from stream_workers.thresholding.batch import detect_batch
 from stream_workers.thresholding.smoothing import EwmaState, ewma, prediction_errors, smooth_errors
 

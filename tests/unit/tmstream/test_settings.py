@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tmstream.exceptions import ConfigError
-from tmstream.settings import PROJECT_ROOT, load_settings
+from tmstream.ground.exceptions import ConfigError
+from tmstream.ground.settings import PROJECT_ROOT, load_settings
 
 
 def test_defaults_are_telemanoms_parameters() -> None:

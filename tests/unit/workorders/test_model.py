@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stream_workers.events import AnomalyEvent
-from stream_workers.workorders import model
-from stream_workers.workorders.errors import IllegalTransition, WorkOrderError
+from workorders import model
+from workorders.errors import IllegalTransition, WorkOrderError
 
 POLICY = {"P1": 4.0, "P2": 24.0, "P3": 72.0}
 HOUR = 3_600_000

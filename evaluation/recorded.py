@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
-from stream_workers.evaluation.detections import ScoredRange
+from evaluation.detections import ScoredRange
 from stream_workers.events import AnomalyEvent
-from tmstream.exceptions import StackError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import StackError
+from tmstream.ground.settings import Settings
 
 EventOrigin = Literal["redis", "kafka"]
 
 
 def kafka_events(settings: Settings) -> Iterator[AnomalyEvent]:
     """Every event currently on the anomalies topic, oldest first per partition."""
-    from stream_workers.topic_reader import read_topic
+    from tmstream.ground.topic_reader import read_topic
 
     for record in read_topic(settings, settings.kafka.anomalies_topic):
         yield AnomalyEvent.from_bytes(record.value)
@@ -30,7 +30,7 @@ def kafka_events(settings: Settings) -> Iterator[AnomalyEvent]:
 def redis_events(settings: Settings) -> Iterator[AnomalyEvent]:
     """Every emission still in the Redis event stream (bounded by ``redis.stream_maxlen``)."""
     from stream_workers.sinks.redis_sink import STREAM_KEY
-    from tmstream.stack.redis import redis_client
+    from tmstream.ground.redis import redis_client
 
     entries: list[tuple[bytes, dict[bytes, bytes]]] = redis_client(settings).xrange(STREAM_KEY)  # type: ignore[assignment]
     for _, fields in entries:

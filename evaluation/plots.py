@@ -18,9 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
-from stream_workers.evaluation.report import EvaluationReport, StreamResult
-from stream_workers.evaluation.scoring import Counts, overlaps
-from stream_workers.evaluation.trace import ChannelTrace
+from evaluation.report import EvaluationReport, StreamResult
+from evaluation.scoring import Counts, overlaps
+from evaluation.trace import ChannelTrace
 
 LABEL_COLOUR = "tab:orange"
 TRUE_DETECTION_COLOUR = "tab:red"

@@ -25,10 +25,9 @@ import redis
 from redis.client import Pipeline
 
 from stream_workers.events import AnomalyEvent
-from stream_workers.workorders import model
-from stream_workers.workorders.errors import WorkOrderNotFound
-from stream_workers.workorders.model import PRIORITIES, STATES, State, WorkOrder
-from tmstream.settings import Priority
+from workorders import model
+from workorders.errors import WorkOrderNotFound
+from workorders.model import PRIORITIES, STATES, Priority, State, WorkOrder
 
 T = TypeVar("T")
 PREFIX = "tmstream:workorders"

@@ -16,8 +16,8 @@ import numpy as np
 
 from model_store.registry import ALIASES
 from producers.dataset import TelemanomDataset
-from tmstream.exceptions import DataError
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import DataError
+from tmstream.ground.settings import Settings
 
 
 class PredictionSource(Protocol):

@@ -17,3 +17,13 @@ class StackError(TmstreamError):
 
 class DataError(TmstreamError):
     """The telemetry data folder is missing, incomplete or malformed."""
+
+
+class BrokerUnavailableError(TmstreamError):
+    """No Kafka broker answered within the bounded retries."""
+
+    exit_code = 3
+
+
+class TopicAdminError(TmstreamError):
+    """The broker refused to create a topic."""

@@ -23,9 +23,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tmstream.exceptions import ConfigError
+from tmstream.ground.exceptions import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 Environment = Literal["development", "testing", "production"]
 
 
@@ -191,16 +191,13 @@ class WorkerSettings(Section):
     topic_refresh_s: float = Field(5, gt=0)
 
 
-Priority = Literal["P1", "P2", "P3"]
-
-
 class WorkOrderSettings(Section):
     """Maintenance work orders: their consumer group on the anomalies topic, due-time policy, API."""
 
     group: str = "tmstream-workorders"
     api_host: str = "127.0.0.1"
     api_port: int = Field(6070, ge=1, le=65535)
-    due_hours: dict[Priority, float] = {"P1": 4.0, "P2": 24.0, "P3": 72.0}
+    due_hours: dict[Literal["P1", "P2", "P3"], float] = {"P1": 4.0, "P2": 24.0, "P3": 72.0}
 
     @field_validator("due_hours")
     @classmethod

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 
 def _consumer(settings: Settings) -> KafkaConsumer:

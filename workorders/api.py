@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream_workers.workorders.errors import WorkOrderError
-from stream_workers.workorders.model import PRIORITIES, STATES, WorkOrder
-from stream_workers.workorders.store import WorkOrderStore, now_ms
+from workorders.errors import WorkOrderError
+from workorders.model import PRIORITIES, STATES, WorkOrder
+from workorders.store import WorkOrderStore, now_ms
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.detections import DetectorKind, ScoredRange, channel_detections
+from evaluation.predictions import PredictionSource
+from evaluation.scoring import Counts, score_channel
+from evaluation.streams import LabelledStream
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.detections import DetectorKind, ScoredRange, channel_detections
-from stream_workers.evaluation.predictions import PredictionSource
-from stream_workers.evaluation.scoring import Counts, score_channel
-from stream_workers.evaluation.streams import LabelledStream
 from stream_workers.thresholding.parameters import ThresholdParameters
-from tmstream.exceptions import DataError
+from tmstream.ground.exceptions import DataError
 
 
 @dataclass(frozen=True)

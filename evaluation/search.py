@@ -5,7 +5,7 @@ the same streams flatters itself. Settings are chosen on one group (SMAP) and re
 untouched (MSL), and the same choice is cross-validated by channel: choose on k-1 folds, score the
 held-out fold, add the held-out counts up.
 
-    python -m stream_workers.evaluation.search --detector stream --select SMAP \\
+    python -m evaluation.search --detector stream --select SMAP \\
         --p 0.1,0.13,0.16,0.2,0.25 --error-buffer 25,50,75,100 --smoothing-perc 0.03,0.05,0.08,0.1,0.12
 """
 
@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from evaluation.detections import DetectorKind
+from evaluation.predictions import PredictionSource, resolve_predictions
+from evaluation.report import EvaluationReport, StreamResult, evaluate_streams
+from evaluation.scoring import Counts
+from evaluation.streams import LabelledStream, labelled_streams
 from producers.dataset import TelemanomDataset
-from stream_workers.evaluation.detections import DetectorKind
-from stream_workers.evaluation.predictions import PredictionSource, resolve_predictions
-from stream_workers.evaluation.report import EvaluationReport, StreamResult, evaluate_streams
-from stream_workers.evaluation.scoring import Counts
-from stream_workers.evaluation.streams import LabelledStream, labelled_streams
 from stream_workers.thresholding.parameters import ThresholdParameters
-from tmstream.settings import load_settings
+from tmstream.ground.settings import load_settings
 
 SEARCHED = ("p", "error_buffer", "smoothing_perc")
 StreamFilter = Callable[[StreamResult], bool]

@@ -1,4 +1,4 @@
-"""Idempotent topic creation: per-channel telemetry topics plus ``anomalies`` and the dead-letter topic.
+"""Kafka admin: bounded connection retries, idempotent topic creation, topic descriptions.
 
 The local broker runs with ``auto.create.topics.enable=false`` so a typo never silently creates a
 topic; everything tmstream writes to is created here with the configured partitions, replication
@@ -17,9 +17,8 @@ from typing import Any, Literal, TypeVar
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from producers.exceptions import BrokerUnavailableError, ProducerError
-from producers.registry import ChannelRegistry
-from tmstream.settings import Settings
+from tmstream.ground.exceptions import BrokerUnavailableError, TopicAdminError
+from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,12 +85,6 @@ def admin_client(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) ->
         client.close()
 
 
-def required_topics(settings: Settings, registry: ChannelRegistry) -> list[str]:
-    """Every topic tmstream needs: one per registered channel, anomalies, dead letters."""
-    names = [spec.topic for spec in registry.channels()]
-    return list(dict.fromkeys([*names, settings.kafka.anomalies_topic, settings.kafka.deadletter_topic]))
-
-
 def ensure_topics(
     settings: Settings, topics: Iterable[str], policy: ConnectPolicy = ConnectPolicy()
 ) -> list[TopicResult]:
@@ -114,7 +107,7 @@ def ensure_topics(
                     {name: options for name in missing}, raise_errors=False, wait_for_metadata=False
                 )
             except KafkaError as exc:
-                raise ProducerError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
+                raise TopicAdminError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
             _raise_first_failure(response)
             admin.wait_for_topics(missing, timeout_ms=30_000)
     return [TopicResult(name, "created" if name in missing else "exists") for name in wanted]
@@ -156,4 +149,4 @@ def _raise_first_failure(response: dict[str, Any]) -> None:
         code = topic.get("error_code", 0)
         if code and code != TopicAlreadyExistsError.errno:
             message = topic.get("error_message") or ""
-            raise ProducerError(f"cannot create topic {topic.get('name')}: error {code} {message}".strip())
+            raise TopicAdminError(f"cannot create topic {topic.get('name')}: error {code} {message}".strip())

@@ -12,11 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from evaluation.report import EvaluationReport
+from evaluation.scoring import Counts
 from model_store.registry import ModelRegistry
-from stream_workers.evaluation.report import EvaluationReport
-from stream_workers.evaluation.scoring import Counts
 from stream_workers.thresholding.parameters import ThresholdParameters
-from tmstream.settings import Settings
+from tmstream.ground.settings import Settings
 
 EXPERIMENT = "tmstream-evaluation"
 METRICS = ("tp", "fp", "fn", "precision", "recall", "f0_5", "f1", "flagged_share", "point_precision")

@@ -11,11 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream_workers.events import CRITICAL_SUBSYSTEMS, AnomalyEvent, Severity
-from stream_workers.workorders.errors import IllegalTransition, WorkOrderError
-from tmstream.settings import Priority
+from workorders.errors import IllegalTransition, WorkOrderError
 
 State = Literal["open", "acknowledged", "resolved"]
 STATES: tuple[State, ...] = ("open", "acknowledged", "resolved")
+Priority = Literal["P1", "P2", "P3"]
 PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 HOUR_MS = 3_600_000

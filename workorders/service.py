@@ -25,14 +25,14 @@ from kafka import KafkaConsumer
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from producers.topics import ensure_topics
 from stream_workers.events import AnomalyEvent
-from stream_workers.workorders.api import build_api
-from stream_workers.workorders.metrics import EVENTS_APPLIED, WorkOrderCollector
-from stream_workers.workorders.store import WorkOrderStore
-from tmstream.settings import Settings
-from tmstream.stack.prometheus import register_scrape_target, unregister_scrape_target
-from tmstream.stack.redis import redis_client
+from tmstream.ground.redis import redis_client
+from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
+from tmstream.ground.settings import Settings
+from tmstream.ground.topics import ensure_topics
+from workorders.api import build_api
+from workorders.metrics import EVENTS_APPLIED, WorkOrderCollector
+from workorders.store import WorkOrderStore
 
 log = logging.getLogger(__name__)
 RETRY_CAP_S = 5.0

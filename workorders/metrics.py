@@ -16,8 +16,8 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stream_workers.workorders.model import PRIORITIES
-from stream_workers.workorders.store import WorkOrderStore, now_ms
+from workorders.model import PRIORITIES
+from workorders.store import WorkOrderStore, now_ms
 
 log = logging.getLogger(__name__)
 
