@@ -9,8 +9,14 @@ differs between runs, and it is not part of an emission.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from producers.messages import TelemetryMessage
 from stream_workers.configuration import threshold_parameters
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import RecordRef, StreamScorer
+from tests.integration.conftest import Pipeline
 from tmstream.ground.settings import Settings, load_settings
 from tmstream.ground.topic_reader import read_topic
 
@@ -129,3 +136,50 @@ def snapshot_rows(settings: Settings) -> dict[str, int]:
         if record.key is not None and record.value is not None:
             latest[record.key.decode()] = json.loads(zlib.decompress(record.value))["next_index"]
     return latest
+
+
+@dataclass
+class PacedReplay:
+    """A ``tmstream replay --rate`` process of the pipeline; its output goes to files in its folder
+    (no pipe to fill while the test waits on the worker)."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    def finish(self, timeout: float) -> str:
+        """Wait for the replay to end, assert that it succeeded, and return its stdout."""
+        self.process.wait(timeout=timeout)
+        assert self.process.returncode == 0, self.stderr.read_text(errors="replace")[-2000:]
+        return self.stdout.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no summary."""
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+@contextmanager
+def paced_replay(
+    pipeline: Pipeline, channels: Iterable[str], rate: float, *, summary: bool = False
+) -> Iterator[PacedReplay]:
+    """A replay of ``channels`` paced at ``rate`` points/s, so a fault lands mid-stream however fast
+    the workers score; ``summary`` adds ``--json`` (what ``finish`` returns). Killed on the way out
+    if it is still running."""
+    name = f"replay-{len(list(pipeline.folder.glob('replay-*.out')))}"
+    stdout, stderr = pipeline.folder / f"{name}.out", pipeline.folder / f"{name}.err"
+    json_flag = ["--json"] if summary else []
+    command = ["replay", "--channels", ",".join(channels), "--rate", str(rate), *json_flag]
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tmstream", *command],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **pipeline.env},
+        )
+    replay = PacedReplay(process, stdout, stderr)
+    try:
+        yield replay
+    finally:
+        if process.poll() is None:
+            replay.kill()

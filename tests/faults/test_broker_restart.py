@@ -7,9 +7,6 @@ idempotent producer keeps retrying within its delivery timeout; the worker's con
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,6 +17,7 @@ from tests.faults.pipeline_checks import (
     emissions_of,
     expected_emissions,
     only_channels,
+    paced_replay,
     rows_of,
 )
 from tests.faults.private_services import private_kafka, start_and_wait
@@ -40,14 +38,7 @@ def test_broker_restart_mid_replay_loses_and_repeats_nothing(pipeline, tmp_path)
         expected = expected_emissions(settings, CHANNEL, SPACECRAFT)
         pipeline.start_worker("w1")
         pipeline.wait_ready("w1")
-        replay = subprocess.Popen(
-            [sys.executable, "-m", "tmstream", "replay", "--channels", CHANNEL, "--rate", "50", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **pipeline.env},
-        )
-        try:
+        with paced_replay(pipeline, [CHANNEL], 50, summary=True) as replay:
             pipeline.wait_for(
                 lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 100, 120, "first points"
             )
@@ -55,11 +46,7 @@ def test_broker_restart_mid_replay_loses_and_repeats_nothing(pipeline, tmp_path)
             assert kafka.process.stop()
             back = start_and_wait(kafka, 120)
             outage = time.monotonic() - stopped
-            out, err = replay.communicate(timeout=180)
-        finally:
-            if replay.poll() is None:
-                replay.kill()
-        assert replay.returncode == 0, err[-2000:]
+            out = replay.finish(timeout=180)
         assert json.loads(out)["points"] == {CHANNEL: rows}
 
         pipeline.wait_for(

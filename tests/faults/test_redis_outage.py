@@ -6,9 +6,6 @@ on), stopped and started again through its ``ServiceProcess``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,6 +16,7 @@ from tests.faults.pipeline_checks import (
     emissions_of,
     expected_emissions,
     only_channels,
+    paced_replay,
     rows_of,
 )
 from tests.faults.private_services import private_redis, start_and_wait
@@ -39,13 +37,7 @@ def test_redis_outage_delays_events_and_loses_none(pipeline, tmp_path) -> None:
         expected = set().union(*(expected_emissions(settings, c, s) for c, s in CHANNELS.items()))
         pipeline.start_worker("w1")
         pipeline.wait_ready("w1")
-        replay = subprocess.Popen(  # paced (~26 s), so the outage lands mid-stream
-            [sys.executable, "-m", "tmstream", "replay", "--channels", ",".join(CHANNELS), "--rate", "100"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **pipeline.env},
-        )
-        try:
+        with paced_replay(pipeline, CHANNELS, 100) as replay:  # ~26 s, so the outage lands mid-stream
             pipeline.wait_for(
                 lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 300, 120, "first points"
             )
@@ -53,11 +45,7 @@ def test_redis_outage_delays_events_and_loses_none(pipeline, tmp_path) -> None:
             time.sleep(OUTAGE_S)
             scored_during = pipeline.metric("w1", "tmstream_points_scored_total")
             start_and_wait(redis, 20)
-            _, err = replay.communicate(timeout=120)
-        finally:
-            if replay.poll() is None:
-                replay.kill()
-        assert replay.returncode == 0, err[-2000:]
+            replay.finish(timeout=120)
 
         total = sum(rows.values()) - l_s * len(rows)
         pipeline.wait_for(

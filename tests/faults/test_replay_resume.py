@@ -8,10 +8,7 @@ exactly once, in order, and the worker must score it as if the replay had never 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -21,6 +18,7 @@ from tests.faults.pipeline_checks import (
     emissions_of,
     expected_emissions,
     only_channels,
+    paced_replay,
     rows_of,
 )
 
@@ -45,21 +43,11 @@ def test_killed_replay_resumes_without_gap_or_duplicate(pipeline) -> None:
     pipeline.start_worker("w1")
     pipeline.wait_ready("w1")
 
-    producer = subprocess.Popen(
-        [sys.executable, "-m", "tmstream", "replay", "--channels", CHANNEL, "--rate", "150"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **pipeline.env},
-    )
-    try:
+    with paced_replay(pipeline, [CHANNEL], 150) as producer:
         pipeline.wait_for(
             lambda: pipeline.metric("w1", "tmstream_points_consumed_total") >= 500, 90, "500 points consumed"
         )
-        producer.send_signal(signal.SIGKILL)
-        producer.wait(timeout=30)
-    finally:
-        if producer.poll() is None:
-            producer.kill()
+        producer.kill()
     delivered = len(topic_indices(pipeline))
     assert 500 <= delivered < rows, "the kill landed mid-replay"
 

@@ -7,10 +7,7 @@ partition 1 (murmur2 of the key, as the replay's publisher routes it): each work
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from kafka.partitioner.default import murmur2
@@ -21,6 +18,7 @@ from tests.faults.pipeline_checks import (
     emissions_of,
     expected_emissions,
     only_channels,
+    paced_replay,
     rows_of,
     snapshot_rows,
 )
@@ -53,14 +51,7 @@ def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -
         "two partitions (one per topic) on each worker",
     )
     # Paced (P-1's 8,505 rows in about 11 s), so the kill lands mid-stream however fast the workers are.
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "tmstream", "replay", "--channels", ",".join(CHANNELS), "--rate", "800"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **pipeline.env},
-    )
-    try:
+    with paced_replay(pipeline, CHANNELS, 800) as replay:
         pipeline.wait_for(
             lambda: scored(pipeline, "w1", "P-1") + scored(pipeline, "w2", "P-1") >= 1500, 120, "P-1"
         )
@@ -68,9 +59,7 @@ def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -
         assert scored(pipeline, survivor, "P-1") == 0 and scored(pipeline, victim, "D-14") == 0
         victim_scored = scored(pipeline, victim, "P-1")
         pipeline.stop_worker(victim, signal.SIGKILL)
-    finally:
-        _, err = replay.communicate(timeout=120)
-    assert replay.returncode == 0, err[-2000:]
+        replay.finish(timeout=120)
     resumed = snapshot_rows(settings)["P-1"]
     assert l_s < resumed < rows["P-1"]
 

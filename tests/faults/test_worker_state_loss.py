@@ -6,11 +6,8 @@ from the last snapshot on the compacted state topic and re-reads the records aft
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -20,6 +17,7 @@ from tests.faults.pipeline_checks import (
     emissions_of,
     expected_emissions,
     only_channels,
+    paced_replay,
     rows_of,
     snapshot_rows,
 )
@@ -38,22 +36,13 @@ def test_restart_with_an_empty_state_folder_changes_no_emission(pipeline) -> Non
     pipeline.start_worker("w1")
     pipeline.wait_ready("w1")
     # Paced (about 13 s for 2,625 rows), so the kill lands mid-stream however fast the worker scores.
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "tmstream", "replay", "--channels", CHANNEL, "--rate", "200"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **pipeline.env},
-    )
-    try:
+    with paced_replay(pipeline, [CHANNEL], 200) as replay:
         pipeline.wait_for(
             lambda: pipeline.metric("w1", "tmstream_points_scored_total") >= 900, 120, "900 scored"
         )
         scored_before = pipeline.metric("w1", "tmstream_points_scored_total")
         pipeline.stop_worker("w1", signal.SIGKILL)
-    finally:
-        _, err = replay.communicate(timeout=120)
-    assert replay.returncode == 0, err[-2000:]
+        replay.finish(timeout=120)
     datadir = settings.state_dir / "worker" / "w1"
     assert datadir.is_dir()
     shutil.rmtree(datadir)
