@@ -16,10 +16,8 @@ import logging
 import signal
 import socket
 import threading
-import time
 from typing import Any
 
-import redis
 from aiohttp import web
 from kafka import KafkaConsumer
 from prometheus_client import REGISTRY
@@ -27,6 +25,7 @@ from pydantic import ValidationError
 
 from stream_workers.events import AnomalyEvent
 from tmstream.ground.redis import redis_client
+from tmstream.ground.retries import REDIS_UNAVAILABLE, UNTIL_REDIS_IS_BACK, retrying
 from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
 from tmstream.ground.settings import Settings
 from tmstream.ground.topics import ensure_topics
@@ -35,7 +34,6 @@ from workorders.metrics import EVENTS_APPLIED, WorkOrderCollector
 from workorders.store import WorkOrderStore
 
 log = logging.getLogger(__name__)
-RETRY_CAP_S = 5.0
 
 
 class WorkOrderService:
@@ -57,19 +55,12 @@ class WorkOrderService:
             EVENTS_APPLIED.labels("invalid").inc()
             log.warning("skipping a record that is not a tmstream.anomaly.v1 event: %s", exc.errors()[0])
             return
-        delay = 0.2
-        while True:
-            try:
-                applied = self.store.apply(event)
-                break
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                if self.stop.is_set():
-                    raise
-                log.warning(
-                    "redis unavailable (%s); retrying event %s in %.1fs", exc, event.emission_key, delay
-                )
-                time.sleep(delay)
-                delay = min(RETRY_CAP_S, delay * 2)
+
+        def retry(exc: BaseException, delay: float) -> None:
+            log.warning("redis unavailable (%s); retrying event %s in %.1fs", exc, event.emission_key, delay)
+
+        policy = retrying(REDIS_UNAVAILABLE, UNTIL_REDIS_IS_BACK, on_retry=retry, give_up=self.stop.is_set)
+        applied = policy(self.store.apply, event)
         EVENTS_APPLIED.labels(applied.outcome).inc()
         if applied.order is not None:
             log.info("%s %s (%s %s) from %s", applied.outcome, applied.order.id, applied.order.priority,

@@ -13,20 +13,21 @@ and a second attempt (after a restart or a retry) changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from tmstream.ground.redis import redis_credentials
+from tmstream.ground.retries import REDIS_UNAVAILABLE, UNTIL_REDIS_IS_BACK, async_retrying
 from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 STREAM_KEY = "tmstream:anomalies"
 EMITTED_KEY = "tmstream:anomalies:emitted"
@@ -50,26 +51,29 @@ def channel_key(channel: str) -> str:
 
 
 class RedisSink:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, retry_cap_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        retry_cap_s: float | None = UNTIL_REDIS_IS_BACK.cap_s,
+    ) -> None:
         self.client = aioredis.Redis.from_url(settings.redis.effective_url, **redis_credentials(settings))
         self.maxlen = settings.redis.stream_maxlen
         self.metrics = metrics
         self.retry_cap_s = retry_cap_s
         self._emit = self.client.register_script(EMIT_SCRIPT)
 
-    async def _retrying(self, what: str, call: object) -> object:
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[R]]) -> R:
         """Retry a Redis call until it succeeds: an alarm is delayed while Redis is away, never lost."""
-        delay = 0.2
-        while True:
-            try:
-                return await call()  # type: ignore[operator]
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self.metrics.sink_retries.labels("redis").inc()
-                log.warning(
-                    "redis unavailable (%s: %s); retrying %s in %.1fs", type(exc).__name__, exc, what, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(self.retry_cap_s, delay * 2)
+
+        def retry(exc: BaseException, delay: float) -> None:
+            self.metrics.sink_retries.labels("redis").inc()
+            log.warning(
+                "redis unavailable (%s: %s); retrying %s in %.1fs", type(exc).__name__, exc, what, delay
+            )
+
+        backoff = replace(UNTIL_REDIS_IS_BACK, cap_s=self.retry_cap_s)
+        return await async_retrying(REDIS_UNAVAILABLE, backoff, on_retry=retry)(call)
 
     async def emit(self, event: AnomalyEvent) -> bool:
         """Write one emission; False when it was already written."""

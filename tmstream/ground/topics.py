@@ -18,6 +18,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tmstream.ground.exceptions import BrokerUnavailableError, TopicAdminError
+from tmstream.ground.retries import Backoff, retrying
 from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,24 +45,22 @@ def connect_with_retries(
 ) -> T:
     """``build(bootstrap_timeout_ms)`` until a broker answers, else ``BrokerUnavailableError``."""
     started = time.monotonic()
-    delay = policy.backoff_s
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return build(policy.bootstrap_timeout_ms)
-        except KafkaError as exc:
-            last = exc
-            log.info(
-                "%s: no Kafka broker at %s (attempt %d/%d): %s",
-                what, settings.kafka.bootstrap_servers, attempt, policy.attempts, exc,
-            )  # fmt: skip
-            if attempt < policy.attempts:
-                time.sleep(delay)
-                delay *= 2
-    raise BrokerUnavailableError(
-        f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({what}): {policy.attempts} attempts "
-        f"in {time.monotonic() - started:.1f} s, last: {type(last).__name__}; is the stack up "
-        "(tmstream stack up) or TMSTREAM_KAFKA_BOOTSTRAP right?"
-    )
+    servers = settings.kafka.bootstrap_servers
+
+    def failed(exc: BaseException, attempt: int) -> None:
+        log.info(
+            "%s: no Kafka broker at %s (attempt %d/%d): %s", what, servers, attempt, policy.attempts, exc
+        )
+
+    backoff = Backoff(first_s=policy.backoff_s, attempts=policy.attempts)
+    try:
+        return retrying((KafkaError,), backoff, on_failure=failed)(build, policy.bootstrap_timeout_ms)
+    except KafkaError as last:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {servers} ({what}): {policy.attempts} attempts "
+            f"in {time.monotonic() - started:.1f} s, last: {type(last).__name__}; is the stack up "
+            "(tmstream stack up) or TMSTREAM_KAFKA_BOOTSTRAP right?"
+        ) from last
 
 
 def connect_admin(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> KafkaAdminClient:
