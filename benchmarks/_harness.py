@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from producers.registry import ChannelRegistry
+from tmstream.ground.exposition import sample_sum, scrape_samples
 from tmstream.ground.settings import Settings, config_dir, load_settings
 
 Buckets = list[tuple[float, float]]  # (upper bound "le", cumulative count), ascending, +Inf last
@@ -44,16 +45,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def metric_samples(port: int, timeout: float = 5) -> list[Any]:
+def metric_samples(port: int, timeout: float = 5) -> list[Sample]:
     """Every sample of a worker's ``/metrics``; with thousands of channels the page is large (a
     dozen series per channel), so fleet benchmarks pass a longer ``timeout``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
-        text = response.read().decode()
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    return scrape_samples(f"http://127.0.0.1:{port}/metrics", timeout)
 
 
 def metric_sum(port: int, sample_name: str, timeout: float = 5) -> float:
-    return sum(sample.value for sample in metric_samples(port, timeout) if sample.name == sample_name)
+    return sample_sum(metric_samples(port, timeout), sample_name)
 
 
 def histogram_buckets(port: int, histogram: str, timeout: float = 5) -> Buckets:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tmstream.ground.exposition import sample_sum, scrape_samples
 from tmstream.ground.redis import redis_client
 from tmstream.ground.settings import Settings, load_settings
 from tmstream.stack import LocalStack
@@ -141,18 +142,9 @@ class Pipeline:
     def log(self, name: str) -> str:
         return (self.folder / f"worker-{name}.log").read_text(errors="replace")
 
-    def metrics(self, name: str = "w1") -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=5) as response:
-            return str(response.read().decode())
-
     def metric(self, name: str, metric: str, **labels: str) -> float:
-        total = 0.0
-        for line in self.metrics(name).splitlines():
-            if not line.startswith(metric + "{") and not line.startswith(metric + " "):
-                continue
-            if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        """The sum of worker ``name``'s samples called ``metric`` with these labels, from its /metrics."""
+        return sample_sum(scrape_samples(f"http://127.0.0.1:{self.ports[name]}/metrics"), metric, **labels)
 
     def stop_worker(self, name: str = "w1", sig: int = signal.SIGTERM) -> None:
         process = self.workers.pop(name)
