@@ -2,8 +2,8 @@
 #   docker build -t tmstream:0.1.0 .                                  # worker/producer image, no TensorFlow
 #   docker build -t tmstream-trainer:0.1.0 --build-arg EXTRAS=train . # adds TensorFlow/Keras for `tmstream train`
 # The NASA data and the reference models are never baked in: mount them at /data (TMSTREAM_DATA_DIR).
-# The source sits at /app in both stages and is installed editable, so everything the package finds
-# beside its source (config/, benchmarks/, producers/nasa_manifest.sha256) is where it expects it.
+# The builder makes the wheel and installs it (not editable): config defaults, schemas, alert rules and
+# the Kafka POM travel inside the package, so the runtime stage needs the venv only.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -15,7 +15,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /app
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tmstream ./tmstream
 COPY producers ./producers
@@ -24,10 +24,14 @@ COPY model_store ./model_store
 COPY dashboards ./dashboards
 COPY workorders ./workorders
 COPY evaluation ./evaluation
-COPY benchmarks ./benchmarks
+COPY config ./config
 COPY schemas ./schemas
+COPY deploy/prometheus/rules ./deploy/prometheus/rules
+COPY deploy/alertmanager ./deploy/alertmanager
+COPY deploy/local/kafka ./deploy/local/kafka
 RUN pip install --upgrade pip \
- && pip install -e ".${EXTRAS:+[$EXTRAS]}"
+ && pip wheel --no-deps -w /dist . \
+ && pip install "$(echo /dist/*.whl)${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
@@ -35,15 +39,12 @@ RUN useradd --system --uid ${UID} --user-group --home-dir /var/lib/tmstream --sh
  && mkdir -p /var/lib/tmstream/mlflow/artifacts /data \
  && chown -R tmstream:tmstream /var/lib/tmstream
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /app /app
-COPY config /app/config
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/var/lib/tmstream \
     NUMBA_CACHE_DIR=/var/lib/tmstream/numba \
     MPLCONFIGDIR=/var/lib/tmstream/matplotlib \
-    TMSTREAM_CONFIG_DIR=/app/config \
     TMSTREAM_STATE_DIR=/var/lib/tmstream \
     TMSTREAM_DATA_DIR=/data \
     TMSTREAM_WORKER_METRICS_HOST=0.0.0.0 \

@@ -18,9 +18,9 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.boards import BOARDS
-from tmstream.ground.settings import PROJECT_ROOT
+from tmstream.ground.resources import project_dir
 
-DASHBOARDS_DIR = PROJECT_ROOT / "deploy" / "grafana" / "dashboards"
+DASHBOARDS_DIR = project_dir() / "deploy" / "grafana" / "dashboards"  # written: the checkout, else ./deploy
 register_default_plugins()
 
 

@@ -17,9 +17,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from producers.exceptions import MessageError, MessageReason
+from tmstream.ground.resources import packaged
 
 SCHEMA_ID = "tmstream.telemetry.v1"
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "telemetry.v1.json"
+SCHEMA_FILE = packaged("schemas") / "telemetry.v1.json"
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 

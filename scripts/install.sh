@@ -30,7 +30,9 @@ command -v "$python" >/dev/null || python=python3
 stamp=.venv/.tmstream-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[train,dev]"
+  # Editable: the package data (config/, schemas/, deploy/) is read in place through setuptools' import
+  # finder, whose one informational "Editable installation" note is filtered out of the output.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[train,dev,report]"
   touch "$stamp"
 fi
 .venv/bin/tmstream stack install

@@ -22,7 +22,11 @@ from tmstream.cli import (
     workorders,
 )
 from tmstream.cli.context import err_console
+from tmstream.cli.logs import FORMAT, configure_logging
 from tmstream.ground.exceptions import TmstreamError
+from tmstream.ground.settings import load_settings
+
+EXTRAS = {"matplotlib": "report", "tensorflow": "train", "keras": "train", "testcontainers": "docker"}
 
 app = typer.Typer(
     name="tmstream",
@@ -41,7 +45,7 @@ app.command("report")(report.report)
 app.add_typer(models.app, name="models")
 app.command("train")(models.train)
 app.command("predict")(models.predict)
-app.add_typer(bench.app, name="bench")
+bench.add_to(app)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.add_typer(worker.alerts_app, name="alerts")
@@ -60,6 +64,7 @@ def global_options(
     data_dir: Path | None = typer.Option(None, help="Telemanom data folder (train/, test/, labels)."),
     log_level: str | None = typer.Option(None, help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
+    """Global flags become setting overrides; the log level is applied before any command runs."""
     overrides = {
         "environment": environment,
         "state_dir": str(state_dir.resolve()) if state_dir else None,
@@ -67,6 +72,7 @@ def global_options(
         "log_level": log_level,
     }
     ctx.obj = {key: value for key, value in overrides.items() if value is not None}
+    configure_logging(load_settings(ctx.obj).log_level, flag=log_level is not None)
 
 
 def main() -> None:
@@ -75,7 +81,7 @@ def main() -> None:
     Usage errors are Typer's own (usage text, exit 2); everything else that escapes a command is
     reduced to one line, with the traceback only at ``--log-level DEBUG``.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=FORMAT)
     try:
         app()
     except TmstreamError as exc:
@@ -87,9 +93,14 @@ def main() -> None:
     except Exception as exc:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        err_console.print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        err_console.print(f"[bold red]error:[/] {_unexpected(exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for an error no command turned into a TmstreamError; a missing extra names its install."""
+    if isinstance(exc, ModuleNotFoundError):
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is not None:
+            return f"this command needs {exc.name}: pip install 'telemanom-stream[{extra}]'"
+    return f"unexpected {type(exc).__name__}: {exc}"

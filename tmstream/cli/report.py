@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from evaluation.detections import REFERENCE_RUN_NO_BACKFILL, ScoredRange, channel_detections
-from evaluation.plots import plot_name, render_channel, write_index
 from evaluation.predictions import resolve_predictions
 from evaluation.report import checked_predictions, score_streams
 from evaluation.streams import labelled_streams
@@ -30,6 +29,8 @@ def report(
     out: Path = typer.Option(..., "--out", help="Folder for the PNGs and index.html."),
 ) -> None:
     """Plot telemetry, prediction, smoothed error and threshold with labelled and detected ranges."""
+    from evaluation.plots import plot_name, render_channel, write_index  # matplotlib: the report extra
+
     if bool(channel) == all_channels:
         raise EvaluationError("choose --channel (one or more) or --all")
     settings = settings_from(ctx)

@@ -1,15 +1,16 @@
 """Typed settings: YAML defaults, an environment overlay, TMSTREAM_* variables, CLI flags.
 
-Precedence, lowest first: default.yaml < config/<environment>.yaml < environment variables < CLI flags.
-Nested keys map to variables with one underscore after the section: ``kafka.bootstrap`` is
-``TMSTREAM_KAFKA_BOOTSTRAP``, ``model.l_s`` is ``TMSTREAM_MODEL_L_S``.
+Precedence, lowest first: default.yaml < <environment>.yaml < environment variables < CLI flags, each
+a pydantic-settings source (``Settings.settings_customise_sources``). Nested keys map to variables
+with one underscore after the section: ``kafka.bootstrap`` is ``TMSTREAM_KAFKA_BOOTSTRAP``,
+``model.l_s`` is ``TMSTREAM_MODEL_L_S``. ``*_file`` settings (``kafka.password_file``) replace their
+secret with a file's content. Relative paths are taken from the project folder (``resources``).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -21,12 +22,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tmstream.ground.exceptions import ConfigError
+from tmstream.ground.resources import config_dir as config_dir  # re-exported for the registry and benchmarks
+from tmstream.ground.resources import project_dir, settings_files
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = project_dir()  # the checkout (or the working directory): tests and benchmarks read from it
 Environment = Literal["development", "testing", "production"]
+ENVIRONMENTS = get_args(Environment)
 
 
 class Section(BaseModel):
@@ -239,7 +244,7 @@ class Settings(BaseSettings):
     @field_validator("state_dir", "data_dir", mode="after")
     @classmethod
     def _resolve(cls, value: Path) -> Path:
-        return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()
+        return value if value.is_absolute() else (project_dir() / value).resolve()
 
     @classmethod
     def settings_customise_sources(
@@ -250,11 +255,34 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, file_secret_settings)
+        """Highest first: CLI flags (init), TMSTREAM_* variables, then the YAML layers."""
+        return (init_settings, env_settings, YamlLayers(settings_cls))
 
 
-def config_dir() -> Path:
-    return Path(os.environ.get("TMSTREAM_CONFIG_DIR", PROJECT_ROOT / "config"))
+class YamlLayers(PydanticBaseSettingsSource):
+    """``default.yaml`` with ``<environment>.yaml`` merged over it, key by key.
+
+    The environment is the one the sources above chose (a flag, then ``TMSTREAM_ENVIRONMENT``), else
+    default.yaml's own ``environment``; it must be known before its overlay is read.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the files are read whole, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        folder = settings_files()
+        default_file = folder / "default.yaml"
+        if not default_file.is_file():
+            raise ConfigError(f"config file {default_file} not found (set TMSTREAM_CONFIG_DIR)")
+        values = _read_yaml(default_file)
+        environment = self.current_state.get("environment") or values.get("environment", "development")
+        if environment not in ENVIRONMENTS:
+            allowed = f"allowed values are {ENVIRONMENTS}"
+            raise ConfigError(f"invalid setting environment={environment!r}: {allowed}")
+        overlay_file = folder / f"{environment}.yaml"
+        if overlay_file.is_file():
+            values = _deep_merge(values, _read_yaml(overlay_file))
+        return {**values, "environment": environment}
 
 
 def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -271,10 +299,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping, found {type(loaded).__name__}")
     return loaded
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (context, the offending line, a caret); keep problem and place."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
 
 
 def _describe(error: ValidationError) -> str:
@@ -287,59 +324,12 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Build the settings from YAML, environment and explicit overrides (CLI flags).
+    """The settings for one command: ``overrides`` are its CLI flags, as nested dicts.
 
-    Environment variables outrank YAML, so YAML is passed as defaults underneath them: values that
-    pydantic-settings reads from the environment replace the YAML ones key by key.
+    Every rule a value breaks surfaces as one ``ConfigError`` line naming the key, the value (never a
+    secret's) and what is allowed.
     """
-    folder = config_dir()
-    default_file = folder / "default.yaml"
-    if not default_file.is_file():
-        raise ConfigError(f"config file {default_file} not found (set TMSTREAM_CONFIG_DIR)")
-    values = _read_yaml(default_file)
-    overrides = overrides or {}
-    environment = (
-        overrides.get("environment")
-        or os.environ.get("TMSTREAM_ENVIRONMENT")
-        or values.get("environment", "development")
-    )
-    allowed = Settings.model_fields["environment"].annotation.__args__  # type: ignore[union-attr]
-    if environment not in allowed:
-        raise ConfigError(f"invalid setting environment={environment!r}: allowed values are {allowed}")
-    overlay_file = folder / f"{environment}.yaml"
-    if overlay_file.is_file():
-        values = _deep_merge(values, _read_yaml(overlay_file))
-    values["environment"] = environment
     try:
-        from_env = Settings()
+        return Settings(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
-    env_values = _explicit_env_values(from_env)
-    merged = _deep_merge(_deep_merge(values, env_values), overrides)
-    try:
-        return Settings(**merged)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
-
-
-def _explicit_env_values(from_env: Settings) -> dict[str, Any]:
-    """The values set through TMSTREAM_* variables only, as a nested dict."""
-    explicit = {
-        name: (value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value)
-        for name in from_env.model_fields_set
-        for value in [getattr(from_env, name)]
-    }
-    return _secrets_revealed(explicit)
-
-
-def _secrets_revealed(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (
-            _secrets_revealed(value)
-            if isinstance(value, dict)
-            else value.get_secret_value()
-            if isinstance(value, SecretStr)
-            else value
-        )
-        for key, value in values.items()
-    }

@@ -7,10 +7,11 @@ the suite's stack stays three processes. Its routes and receivers are in
 
 from __future__ import annotations
 
-from tmstream.ground.settings import PROJECT_ROOT, Settings
+from tmstream.ground.resources import packaged
+from tmstream.ground.settings import Settings
 from tmstream.stack.process import ServiceProcess, http_ready, require
 
-CONFIG = PROJECT_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+CONFIG = packaged("alertmanager") / "alertmanager.yml"  # deploy/alertmanager/ in the source tree
 
 
 class AlertmanagerService:

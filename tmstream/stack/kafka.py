@@ -19,10 +19,11 @@ import uuid
 from pathlib import Path
 
 from tmstream.ground.exceptions import StackError
-from tmstream.ground.settings import PROJECT_ROOT, Settings
+from tmstream.ground.resources import packaged
+from tmstream.ground.settings import Settings
 from tmstream.stack.process import ServiceProcess, port_is_free
 
-POM = PROJECT_ROOT / "deploy" / "local" / "kafka" / "pom.xml"
+POM = packaged("kafka") / "pom.xml"  # deploy/local/kafka/pom.xml in the source tree
 ARCHIVE_URL = "https://archive.apache.org/dist/kafka/{v}/kafka_2.13-{v}.tgz"
 LOG4J = """log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import yaml
 
+from tmstream.ground.resources import packaged
 from tmstream.ground.scrape_targets import targets_dir
-from tmstream.ground.settings import PROJECT_ROOT, Settings
+from tmstream.ground.settings import Settings
 from tmstream.stack.process import ServiceProcess, http_ready, require
 
-RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
+RULES_DIR = packaged("prometheus")  # deploy/prometheus/rules in the source tree
 
 
 def scrape_config(settings: Settings) -> dict[str, object]:

@@ -21,13 +21,22 @@ def instructions(keyword: str) -> list[str]:
 def test_base_image_is_pinned_to_the_supported_python() -> None:
     [base] = [arg.split("=", 1)[1] for arg in instructions("ARG") if arg.startswith("PYTHON_IMAGE=")]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
-    assert PYPROJECT["project"]["requires-python"].startswith(">=3.11,<3.12")
+    assert PYPROJECT["project"]["requires-python"] == ">=3.11"
     assert instructions("FROM") == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
 
 
-def test_worker_image_leaves_out_the_train_extra() -> None:
-    assert 'ARG EXTRAS=""' in DOCKERFILE and 'pip install -e ".${EXTRAS:+[$EXTRAS]}"' in DOCKERFILE
+def test_worker_image_installs_the_wheel_without_the_train_extra() -> None:
+    [install] = [arg for arg in instructions("RUN") if "pip wheel" in arg]
+    assert "pip wheel --no-deps -w /dist ." in install
+    assert 'pip install "$(echo /dist/*.whl)${EXTRAS:+[$EXTRAS]}"' in install
+    assert 'ARG EXTRAS=""' in DOCKERFILE and "pip install -e" not in DOCKERFILE
     assert "train" in PYPROJECT["project"]["optional-dependencies"]
+
+
+def test_the_runtime_stage_holds_the_venv_only() -> None:
+    """Package data travels in the wheel: no source tree, no config folder beside it."""
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert re.findall(r"^COPY (.+)$", runtime, re.M) == ["--from=builder /opt/venv /opt/venv"]
 
 
 def test_entrypoint_user_port_and_healthcheck() -> None:
@@ -43,7 +52,7 @@ def test_entrypoint_user_port_and_healthcheck() -> None:
 
 def test_variables_are_settings(setting_variables) -> None:
     names = set(re.findall(r"\b(TMSTREAM_\w+)=", DOCKERFILE))
-    assert {"TMSTREAM_CONFIG_DIR", "TMSTREAM_DATA_DIR", "TMSTREAM_STATE_DIR"} <= names <= setting_variables
+    assert {"TMSTREAM_DATA_DIR", "TMSTREAM_STATE_DIR"} <= names <= setting_variables
 
 
 def test_everything_copied_exists_and_passes_dockerignore() -> None:
@@ -56,8 +65,8 @@ def test_everything_copied_exists_and_passes_dockerignore() -> None:
     for source in copied:
         assert (PROJECT_ROOT / source).exists(), source
     assert set(copied) <= allowed
-    packages = {
-        pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
-    }
-    assert packages <= allowed, "a package the image installs is kept out of the build context"
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    mapped = setuptools["package-dir"]
+    sources = {mapped.get(package, package.split(".")[0]) for package in setuptools["packages"]}
+    assert sources <= set(copied), "a folder the wheel is built from is not copied into the builder"
     assert PYPROJECT["project"]["readme"] in allowed

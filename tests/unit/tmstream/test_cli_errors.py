@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
+
+from tmstream.cli import bench
+from tmstream.ground.exceptions import TmstreamError
 
 TMSTREAM = [sys.executable, "-m", "tmstream"]
 
@@ -27,6 +32,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         (["stack", "status"], {"TMSTREAM_KAFKA_PORT": "99999"}, "kafka.port"),
         (["data", "synth"], {}, "--out"),
         (["no-such-command"], {}, "No such command"),
+        (["--log-level", "loud", "data", "info"], {}, "log_level='LOUD': Input should be 'DEBUG', 'INFO'"),
+        (["data", "info"], {"TMSTREAM_CONFIG_DIR": "/nonexistent/config"}, "default.yaml not found"),
     ],
 )
 def test_one_line_no_traceback(args: list[str], env: dict[str, str], expected: str) -> None:
@@ -34,6 +41,24 @@ def test_one_line_no_traceback(args: list[str], env: dict[str, str], expected: s
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_broken_yaml_stops_the_command_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "default.yaml").write_text("kafka:\n  port: [9092\n")
+    result = run("stack", "status", env={"TMSTREAM_CONFIG_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "default.yaml is not valid YAML" in line and "line 3" in line
+
+
+def test_bench_without_a_checkout_says_where_benchmarks_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = typer.Typer()
+    cli.command("version")(lambda: None)
+    monkeypatch.setattr(bench, "FOLDER", None)
+    bench.add_to(cli)
+    result = CliRunner().invoke(cli, ["bench", "producer", "--channels", "3"])
+    assert isinstance(result.exception, TmstreamError)
+    assert str(result.exception) == "benchmarks run from a source checkout (benchmarks/ is not installed)"
 
 
 def test_missing_java_is_named(tmp_path: Path) -> None:

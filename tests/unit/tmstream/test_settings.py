@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tmstream.ground import resources
 from tmstream.ground.exceptions import ConfigError
 from tmstream.ground.settings import PROJECT_ROOT, load_settings
 
@@ -76,3 +77,91 @@ def test_unknown_key_in_yaml_is_rejected(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match=r"kafka\.bootstrapp"):
         load_settings()
+
+
+def test_environment_flag_outranks_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMSTREAM_ENVIRONMENT", "testing")
+    settings = load_settings({"environment": "development"})
+    assert settings.environment == "development" and settings.kafka.port == 9092
+
+
+def test_default_yaml_names_the_environment_when_nothing_else_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "default.yaml").write_text("environment: testing\nkafka: {port: 1111, heap: 1g}\n")
+    (tmp_path / "testing.yaml").write_text("kafka: {port: 2222}\n")
+    monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("TMSTREAM_ENVIRONMENT", raising=False)
+    settings = load_settings()
+    assert settings.environment == "testing"
+    assert (settings.kafka.port, settings.kafka.heap) == (2222, "1g")  # the overlay merges key by key
+
+
+def test_unknown_environment_from_the_variable_lists_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMSTREAM_ENVIRONMENT", "staging")
+    with pytest.raises(ConfigError, match=r"environment='staging'.*development.*testing.*production"):
+        load_settings()
+
+
+def test_a_config_dir_without_default_yaml_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"default\.yaml not found \(set TMSTREAM_CONFIG_DIR\)"):
+        load_settings()
+
+
+def test_yaml_must_hold_a_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "default.yaml").write_text("- kafka\n- redis\n")
+    monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"default\.yaml must hold a mapping, found list"):
+        load_settings()
+
+
+def test_broken_yaml_is_one_line_with_its_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "default.yaml").write_text("kafka:\n  port: [9092\n")
+    monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "\n" not in str(raised.value) and "line 3" in str(raised.value)
+
+
+def test_a_bad_overlay_value_names_key_and_allowed_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "default.yaml").write_text("log_level: INFO\n")
+    (tmp_path / "production.yaml").write_text("log_level: loud\n")
+    monkeypatch.setenv("TMSTREAM_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"log_level='LOUD'.*'DEBUG', 'INFO', 'WARNING' or 'ERROR'"):
+        load_settings({"environment": "production"})
+    monkeypatch.setenv("TMSTREAM_LOG_LEVEL", "debug")  # the variable outranks the overlay's bad value
+    assert load_settings({"environment": "production"}).log_level == "DEBUG"
+
+
+def test_relative_paths_come_from_the_checkout() -> None:
+    settings = load_settings({"state_dir": "some/state", "data_dir": "../elsewhere"})
+    assert settings.state_dir == PROJECT_ROOT / "some" / "state"
+    assert settings.data_dir == PROJECT_ROOT.parent / "elsewhere"
+
+
+def test_without_a_checkout_paths_come_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel install: packaged defaults, writable things under the working directory."""
+    monkeypatch.setattr(resources, "source_checkout", lambda: None)
+    monkeypatch.delenv("TMSTREAM_CONFIG_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resources.config_dir() == tmp_path / "config"
+    assert resources.settings_files() == resources.packaged("config")
+    settings = load_settings({"environment": "development"})
+    assert settings.state_dir == tmp_path / ".stack"
+    assert settings.data_dir == (tmp_path / "../shared/nasa").resolve()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "default.yaml").write_text("state_dir: my-state\n")
+    assert resources.settings_files() == tmp_path / "config"  # a config/default.yaml of one's own wins
+    assert load_settings().state_dir == tmp_path / "my-state"
+
+
+def test_the_editable_install_reads_the_checkouts_folders() -> None:
+    assert resources.source_checkout() == PROJECT_ROOT
+    assert resources.packaged("config") == PROJECT_ROOT / "config"
+    assert resources.packaged("prometheus") == PROJECT_ROOT / "deploy" / "prometheus" / "rules"
+    assert resources.config_dir() == PROJECT_ROOT / "config"

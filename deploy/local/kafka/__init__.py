@@ -1,0 +1,1 @@
+"""Package data (tmstream.resources): pyproject maps this folder into the wheel; no code here."""

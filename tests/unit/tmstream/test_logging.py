@@ -1,0 +1,75 @@
+"""One log level for every logger the CLI starts; third-party chatter only at DEBUG."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from tmstream.cli import _unexpected, app
+from tmstream.cli.logs import THIRD_PARTY_FLOORS, configure_logging
+
+NAMES = ["", "tmstream", *THIRD_PARTY_FLOORS, "kafka.net.selector"]
+
+
+@pytest.fixture(autouse=True)
+def restored_levels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sets process-wide levels and variables; each test gets them back as they were."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("TMSTREAM_LOG_LEVEL", raising=False)
+    levels = {name: logging.getLogger(name).level for name in NAMES}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_the_flag_reaches_the_root_logger_and_the_processes_started() -> None:
+    result = CliRunner().invoke(
+        app, ["--log-level", "DEBUG", "--data-dir", "/nonexistent/nasa", "data", "info"]
+    )
+    assert result.exit_code != 0  # no data: the command fails, after the callback set the level
+    assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
+    assert logging.getLogger("tmstream.cli").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("kafka.net.selector").isEnabledFor(logging.DEBUG)
+    assert os.environ["TMSTREAM_LOG_LEVEL"] == "DEBUG"  # the demo's worker inherits it
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # DEBUG keeps TensorFlow's C++ lines
+
+
+def test_the_setting_is_the_level_without_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMSTREAM_LOG_LEVEL", "warning")
+    CliRunner().invoke(app, ["--data-dir", "/nonexistent/nasa", "data", "info"])
+    assert logging.getLogger().getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_below_debug_third_party_noise_is_held_back(level: str) -> None:
+    configure_logging(level)
+    selector = logging.getLogger("kafka.net.selector")  # "... is blocking the event loop" warnings
+    assert not selector.isEnabledFor(logging.WARNING) and selector.isEnabledFor(logging.ERROR)
+    assert not logging.getLogger("mlflow.store").isEnabledFor(logging.INFO)
+    assert logging.getLogger("tmstream.cli").isEnabledFor(logging.getLevelName(level))
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+
+
+def test_a_tensorflow_level_of_ones_own_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    configure_logging("INFO")
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_the_cli_imports_no_tensorflow_and_no_matplotlib() -> None:
+    """TF_CPP_MIN_LOG_LEVEL works only if set before TensorFlow loads; matplotlib is the report extra."""
+    code = "import sys, tmstream.cli; print(sorted({'tensorflow', 'keras', 'matplotlib'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_missing_extra_is_named_in_one_line() -> None:
+    message = _unexpected(ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib"))
+    assert message == "this command needs matplotlib: pip install 'telemanom-stream[report]'"
+    assert _unexpected(ModuleNotFoundError("x", name="nope")) == "unexpected ModuleNotFoundError: x"
