@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tmstream.cli import (
     bench,
@@ -85,7 +86,7 @@ def main() -> None:
     try:
         app()
     except TmstreamError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -93,7 +94,7 @@ def main() -> None:
     except Exception as exc:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        err_console.print(f"[bold red]error:[/] {_unexpected(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(_unexpected(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -8,8 +8,17 @@ info lines at import. The CLI reports a failure as one typed error, so those lin
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 THIRD_PARTY_FLOORS = {
@@ -43,5 +52,60 @@ def configure_logging(level: str, *, flag: bool = False) -> None:
         logging.getLogger(name).setLevel(number if number <= logging.DEBUG else max(number, floor))
     if number > logging.DEBUG:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_QUIET)
+        if not any(isinstance(finder, QuietTensorflowImport) for finder in sys.meta_path):
+            sys.meta_path.insert(0, QuietTensorflowImport())
     if flag:
         os.environ["TMSTREAM_LOG_LEVEL"] = level
+
+
+class QuietTensorflowImport(importlib.abc.MetaPathFinder):
+    """Loads ``tensorflow`` with file descriptor 2 held: what its C++ core logs while loading.
+
+    TensorFlow 2.21 writes "All log messages before absl::InitializeLog() ..." and the oneDNN info
+    line straight to stderr before it reads TF_CPP_MIN_LOG_LEVEL. A failing import replays them.
+    """
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _HeldStderrLoader(spec.loader)
+        return spec
+
+
+class _HeldStderrLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self.loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader  # the module keeps TensorFlow's own loader
+        module.__loader__ = self.loader
+        with native_stderr_held():
+            self.loader.exec_module(module)
+
+
+@contextmanager
+def native_stderr_held() -> Iterator[None]:
+    """Point fd 2 at a temporary file; its content is dropped, or written out if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -94,3 +94,18 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_extra_names_its_install_command(tmp_path: Path) -> None:
+    """matplotlib is the report extra: without it `tmstream report` says how to get it, in one line."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        f"sys.argv = ['tmstream', 'report', '--channel', 'P-1', '--out', {str(tmp_path)!r}]; "
+        "from tmstream.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        == "error: this command needs matplotlib: pip install 'telemanom-stream[report]'"
+    )

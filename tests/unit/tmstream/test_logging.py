@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tmstream.cli import _unexpected, app
-from tmstream.cli.logs import THIRD_PARTY_FLOORS, configure_logging
+from tmstream.cli.logs import THIRD_PARTY_FLOORS, QuietTensorflowImport, configure_logging
 
 NAMES = ["", "tmstream", *THIRD_PARTY_FLOORS, "kafka.net.selector"]
 
@@ -26,6 +27,7 @@ def restored_levels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, QuietTensorflowImport)]
 
 
 def test_the_flag_reaches_the_root_logger_and_the_processes_started() -> None:
@@ -73,3 +75,31 @@ def test_a_missing_extra_is_named_in_one_line() -> None:
     message = _unexpected(ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib"))
     assert message == "this command needs matplotlib: pip install 'telemanom-stream[report]'"
     assert _unexpected(ModuleNotFoundError("x", name="nope")) == "unexpected ModuleNotFoundError: x"
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+
+
+def test_native_stderr_is_dropped_and_replayed_only_on_failure() -> None:
+    code = (
+        "import os; from tmstream.cli.logs import native_stderr_held\n"
+        "with native_stderr_held(): os.write(2, b'dropped\\n')\n"
+        "try:\n"
+        "    with native_stderr_held(): os.write(2, b'replayed\\n'); raise ImportError('x')\n"
+        "except ImportError: pass\n"
+        "os.write(2, b'after\\n')\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0 and result.stderr.split() == ["replayed", "after"], result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="no TensorFlow (the train extra)")
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_tensorflows_load_time_lines_only_at_debug(level: str, shown: bool) -> None:
+    """TF 2.21 logs these before it reads TF_CPP_MIN_LOG_LEVEL: they fill `tmstream train` otherwise."""
+    code = f"from tmstream.cli.logs import configure_logging; configure_logging({level!r}); import tensorflow"
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("oneDNN" in result.stderr) is shown and ("absl::InitializeLog" in result.stderr) is shown
+    assert importlib.util.find_spec("numpy") is not None  # other imports untouched
