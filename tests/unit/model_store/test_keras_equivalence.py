@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from model_store.engine import InferenceEngine
 from model_store.keras2_h5 import read_keras2_h5
 from model_store.training import training_windows
+from model_store.weights import LstmWeights
 from producers.dataset import TelemanomDataset
 from tmstream.ground.settings import Settings
 
@@ -19,7 +23,7 @@ def _windows(rows: np.ndarray, l_s: int, count: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(view, -1, 1), dtype=np.float32)
 
 
-def test_sigmoid_model_from_settings_matches_engine(test_settings: Settings, nasa: TelemanomDataset) -> None:
+def test_sigmoid_model_from_settings_matches_engine(test_settings: Settings, synth: TelemanomDataset) -> None:
     from model_store.keras_model import build_model, to_lstm_weights
 
     settings = test_settings.model.model_copy(update={"layers": [24, 16], "l_s": 60})
@@ -28,23 +32,38 @@ def test_sigmoid_model_from_settings_matches_engine(test_settings: Settings, nas
     weights = to_lstm_weights(model, "P-1", settings.l_s)
     assert weights.recurrent_activation == "sigmoid"
     assert weights.units == [24, 16] and weights.n_predictions == settings.n_predictions
-    rows = nasa.load("P-1", "test")[:400]
+    rows = synth.load("P-1", "test")[:400]
     expected = model.predict(_windows(rows, 60, 340), verbose=0)[:, 0]
     predicted = InferenceEngine().predict_series(weights, rows)
     assert np.abs(predicted - expected).max() <= 1e-5
     assert np.std(expected) > 1e-3  # a constant output would make the comparison vacuous
 
 
-def test_keras2_hard_sigmoid_model_reproduces_2018(test_settings: Settings, nasa: TelemanomDataset) -> None:
+def test_keras2_hard_sigmoid_model_reproduces_2018(
+    test_settings: Settings, nasa: TelemanomDataset, reference_dir: Path
+) -> None:
     from model_store.keras_model import from_lstm_weights, to_lstm_weights
 
-    weights = read_keras2_h5(nasa.root / "reference-2018" / "models" / "T-10.h5", "T-10")
+    weights = read_keras2_h5(reference_dir / "models" / "T-10.h5", "T-10")
     model = from_lstm_weights(weights, test_settings.model)
     assert to_lstm_weights(model, "T-10", 250, "reference").content_hash() == weights.content_hash()
     rows = nasa.load("T-10", "test")
-    reference = np.load(nasa.root / "reference-2018" / "y_hat" / "T-10.npy")
+    reference = np.load(reference_dir / "y_hat" / "T-10.npy")
     predicted = model.predict(_windows(rows, 250, 64), verbose=0)[:, 0]
     assert np.abs(predicted - reference[:64]).max() <= 1e-5
+
+
+def test_keras2_hard_sigmoid_model_from_small_weights_matches_engine(
+    test_settings: Settings, synth: TelemanomDataset, small_model: Callable[[str], LstmWeights]
+) -> None:
+    from model_store.keras_model import from_lstm_weights, to_lstm_weights
+
+    weights = small_model("T-10")
+    model = from_lstm_weights(weights, test_settings.model)
+    assert to_lstm_weights(model, "T-10", 250, "synthetic").content_hash() == weights.content_hash()
+    rows = synth.load("T-10", "test")[:400]
+    expected = model.predict(_windows(rows, 250, 150), verbose=0)[:, 0]
+    assert np.abs(InferenceEngine().predict_series(weights, rows)[:150] - expected).max() <= 1e-5
 
 
 def test_training_windows_follow_telemanom_layout(test_settings: Settings) -> None:

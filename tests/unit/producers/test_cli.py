@@ -15,8 +15,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TMSTREAM, *args], capture_output=True, text=True, timeout=60)
 
 
-def test_unknown_channel_lists_known_ones(nasa_dir: Path) -> None:
-    result = run("--data-dir", str(nasa_dir), "replay", "--channels", "P-1,NOPE-7")
+def test_unknown_channel_lists_known_ones(synth_dir: Path) -> None:
+    result = run("--data-dir", str(synth_dir), "replay", "--channels", "P-1,NOPE-7")
     assert result.returncode == 2
     assert "unknown channel(s) NOPE-7; known: P-1, S-1, E-1" in result.stderr
     assert "Traceback" not in result.stderr
@@ -25,8 +25,8 @@ def test_unknown_channel_lists_known_ones(nasa_dir: Path) -> None:
 @pytest.mark.parametrize(
     "flags", [["--rate", "5", "--max"], ["--rate", "5", "--speedup", "2"], ["--split", "validation"]]
 )
-def test_conflicting_or_invalid_replay_flags(nasa_dir: Path, flags: list[str]) -> None:
-    result = run("--data-dir", str(nasa_dir), "replay", "--channels", "P-1", *flags)
+def test_conflicting_or_invalid_replay_flags(synth_dir: Path, flags: list[str]) -> None:
+    result = run("--data-dir", str(synth_dir), "replay", "--channels", "P-1", *flags)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 

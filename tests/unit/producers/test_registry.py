@@ -30,12 +30,12 @@ def test_discovers_every_nasa_channel_with_default_topics(nasa_dir: Path, tmp_pa
     assert {spec.source for spec in specs.values()} == {"data"}
 
 
-def test_the_repository_registry_file_is_valid(nasa_dir: Path) -> None:
-    registry = ChannelRegistry(registry_path(), nasa_dir)
+def test_the_repository_registry_file_is_valid(synth_dir: Path) -> None:
+    registry = ChannelRegistry(registry_path(), synth_dir)
     assert registry.topic_for("P-1") == "telemetry.smap.P-1"
 
 
-def test_overrides_and_registry_only_channels(nasa_dir: Path, tmp_path: Path) -> None:
+def test_overrides_and_registry_only_channels(synth_dir: Path, tmp_path: Path) -> None:
     path = write(
         tmp_path / "channels.yaml",
         {
@@ -45,7 +45,7 @@ def test_overrides_and_registry_only_channels(nasa_dir: Path, tmp_path: Path) ->
             }
         },
     )
-    registry = ChannelRegistry(path, nasa_dir)
+    registry = ChannelRegistry(path, synth_dir)
     assert registry.topic_for("P-1") == "custom.p1"
     assert registry.get("P-1").features == 25
     assert registry.get("P-1").source == "data+registry"
@@ -66,13 +66,13 @@ def test_custom_topic_pattern(tmp_path: Path) -> None:
     assert ChannelRegistry(path, None).topic_for("A-1") == "tm.SMAP.A-1"
 
 
-def test_add_writes_the_yaml_and_reload_sees_it(nasa_dir: Path, tmp_path: Path) -> None:
+def test_add_writes_the_yaml_and_reload_sees_it(synth_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "channels.yaml"
-    registry = ChannelRegistry(path, nasa_dir)
+    registry = ChannelRegistry(path, synth_dir)
     spec = registry.add("X-9", "SMAP", 25)
     assert spec.topic == "telemetry.smap.X-9"
     registry.add("P-1", "SMAP", 25, topic="other.P-1")
-    reloaded = ChannelRegistry(path, nasa_dir)
+    reloaded = ChannelRegistry(path, synth_dir)
     assert reloaded.get("X-9").features == 25
     assert reloaded.topic_for("P-1") == "other.P-1"
     assert path.read_text().startswith("# Channel registry")
@@ -103,8 +103,8 @@ def test_registry_only_channel_needs_spacecraft_and_features(tmp_path: Path) -> 
         ChannelRegistry(path, None)
 
 
-def test_unknown_channel_lists_the_known_ones(nasa_dir: Path, tmp_path: Path) -> None:
-    registry = ChannelRegistry(tmp_path / "c.yaml", nasa_dir)
+def test_unknown_channel_lists_the_known_ones(synth_dir: Path, tmp_path: Path) -> None:
+    registry = ChannelRegistry(tmp_path / "c.yaml", synth_dir)
     with pytest.raises(UnknownChannelError, match=r"unknown channel\(s\) NOPE-1; known: P-1, S-1"):
         registry.select(channels=["P-1", "NOPE-1"])
     with pytest.raises(UnknownChannelError):
@@ -114,10 +114,10 @@ def test_unknown_channel_lists_the_known_ones(nasa_dir: Path, tmp_path: Path) ->
         registry.select("voyager")
 
 
-def test_worker_pattern_matches_channel_topics_but_not_deadletter(nasa_dir: Path, tmp_path: Path) -> None:
+def test_worker_pattern_matches_channel_topics_but_not_deadletter(synth_dir: Path, tmp_path: Path) -> None:
     settings = load_settings()
     pattern = re.compile(settings.kafka.telemetry_topic_pattern)
-    topics = [spec.topic for spec in ChannelRegistry(tmp_path / "c.yaml", nasa_dir).channels()]
+    topics = [spec.topic for spec in ChannelRegistry(tmp_path / "c.yaml", synth_dir).channels()]
     assert all(pattern.fullmatch(topic) for topic in topics)
     for other in (settings.kafka.deadletter_topic, settings.kafka.anomalies_topic):
         assert not pattern.match(other), other

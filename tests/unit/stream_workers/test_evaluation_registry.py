@@ -1,9 +1,11 @@
 """`evaluate --alias`: the registered 2018 model through the inference engine scores like the 2018
-y_hat, and the run lands in MLflow with what produced it."""
+y_hat, and the run lands in MLflow with what produced it; a registered small model of the synthetic
+set scores like its saved predictions."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from evaluation.tracking import EXPERIMENT
 from model_store.registry import ModelRegistry
+from model_store.weights import LstmWeights
 from tmstream.cli import app
 from tmstream.cli.evaluate import EvaluationError
 from tmstream.ground.settings import load_settings
@@ -20,7 +23,7 @@ CHANNEL = "D-14"
 
 
 @pytest.fixture(scope="module")
-def state_dir(nasa_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def state_dir(nasa_dir: Path, reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private registry holding the 2018 model of one short channel."""
     folder = tmp_path_factory.mktemp("state")
     imported = cli(nasa_dir, folder, "models", "import-reference", "-c", CHANNEL)
@@ -68,7 +71,30 @@ def test_alias_reference_scores_like_the_2018_predictions_and_is_logged(nasa_dir
         (["--events", "kafka"], "--source stream only"),
     ],
 )
-def test_contradictory_sources_are_refused(nasa_dir, tmp_path, args, message):
-    result = cli(nasa_dir, tmp_path, "evaluate", "--channels", CHANNEL, "--no-mlflow", *args)
+def test_contradictory_sources_are_refused(synth_dir, tmp_path, args, message):
+    result = cli(synth_dir, tmp_path, "evaluate", "--channels", CHANNEL, "--no-mlflow", *args)
     assert isinstance(result.exception, EvaluationError)
     assert message in str(result.exception)
+
+
+def test_alias_champion_of_a_small_model_scores_like_its_saved_predictions(
+    synth_dir: Path, synth_predictions: Path, small_model: Callable[[str], LstmWeights], tmp_path: Path
+) -> None:
+    settings = load_settings({"data_dir": str(synth_dir), "state_dir": str(tmp_path)})
+    ModelRegistry(settings).register_weights(small_model(CHANNEL), aliases=["champion"])
+    engine = cli(synth_dir, tmp_path, "evaluate", "--channels", CHANNEL, "--alias", "champion", "--json")
+    assert engine.exit_code == 0, engine.output
+    saved = cli(
+        synth_dir, tmp_path, "evaluate", "--channels", CHANNEL, "--predictions", str(synth_predictions),
+        "--json", "--no-mlflow",
+    )  # fmt: skip
+    ours, expected = json.loads(engine.stdout), json.loads(saved.stdout)
+    assert ours["predictions"] == "alias:champion"
+    assert ours["channels"][0]["detections"]
+    assert [d[:2] for d in ours["channels"][0]["detections"]] == [
+        d[:2] for d in expected["channels"][0]["detections"]
+    ]
+    assert ours["total"] == expected["total"]
+    run = ModelRegistry(settings).client.get_run(ours["mlflow_run_id"])
+    assert run.data.params["alias"] == "champion"
+    assert run.data.tags[f"model_version.{CHANNEL}"] == "1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from typer.testing import CliRunner
@@ -38,6 +39,25 @@ def test_one_channel_plot_and_index_with_the_2018_counts(nasa_dir, tmp_path, log
     assert rows["P-1"][4] == f"{precision:.3f}"
 
 
-def test_a_channel_or_all_must_be_chosen(nasa_dir, tmp_path):
-    result = runner.invoke(app, ["--data-dir", str(nasa_dir), "report", "--out", str(tmp_path)])
+def test_a_synthetic_channel_plot_and_index_with_the_evaluated_counts(synth_dir, synth_predictions, tmp_path):
+    predictions = ["--predictions", str(synth_predictions)]
+    evaluate = ["evaluate", "--no-mlflow", "--channels", "E-1", *predictions, "--json"]
+    evaluated = runner.invoke(app, ["--data-dir", str(synth_dir), *evaluate])
+    assert evaluated.exit_code == 0, evaluated.output
+    counts = json.loads(evaluated.stdout)["channels"][0]
+    out = tmp_path / "report"
+    args = ["--data-dir", str(synth_dir), "report", "--channel", "E-1", *predictions, "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    image = f"E-1-row{counts['row']}.png"  # the label file's row
+    assert (out / image).read_bytes().startswith(PNG_MAGIC)
+    html = (out / "index.html").read_text()
+    assert f"href='{image}'" in html
+    rows = table_rows(html)
+    assert rows["E-1"][:4] == ["SMAP", str(counts["tp"]), str(counts["fp"]), str(counts["fn"])]
+    assert counts["tp"] + counts["fp"] >= 1
+
+
+def test_a_channel_or_all_must_be_chosen(synth_dir, tmp_path):
+    result = runner.invoke(app, ["--data-dir", str(synth_dir), "report", "--out", str(tmp_path)])
     assert isinstance(result.exception, EvaluationError)

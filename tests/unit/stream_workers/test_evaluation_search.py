@@ -16,8 +16,8 @@ CHANNELS = ["P-2", "D-14", "T-12", "C-2", "M-6", "S-1"]
 
 
 @pytest.fixture(scope="module")
-def evaluate(nasa):
-    source = PredictionFolder(nasa.root / "reference-2018" / "y_hat", "reference")
+def evaluate(nasa, reference_dir):
+    source = PredictionFolder(reference_dir / "y_hat", "reference")
     streams = labelled_streams(nasa, channels=CHANNELS)
 
     def run(params: ThresholdParameters):

@@ -25,3 +25,15 @@ def test_rows_the_batch_never_examines_have_no_threshold(reference_channel, para
     undecided = trace.rows[np.isnan(trace.threshold)]
     # ACCURACY.md: the last window never examines errors 7981-8044 (rows 8231-8294)
     assert (undecided.min(), undecided.max(), len(undecided)) == (8231, 8294, 64)
+
+
+def test_a_synthetic_detection_peaks_above_the_drawn_threshold(synth_channel, params):
+    a1 = synth_channel("A-1")
+    trace = channel_trace(a1.predictions, a1.telemetry, params, a1.backfill_warmup)
+    detections = channel_detections("batch", "A-1", a1.predictions, a1.telemetry, params)
+    assert detections
+    for found in detections:
+        inside = (trace.rows >= found.start) & (trace.rows <= found.end)
+        peak = int(np.argmax(np.where(inside, trace.smoothed, -np.inf)))
+        assert trace.smoothed[peak] > trace.threshold[peak]
+    assert np.array_equal(trace.smoothed, a1.smoothed_errors)

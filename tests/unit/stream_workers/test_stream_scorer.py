@@ -2,12 +2,15 @@
 
 Oracle: the streaming detector run over the 2018 reference predictions (``stream_detections``);
 the scorer computes its own predictions with the inference engine from the reference weights.
+What does not depend on the 2018 run (bad records, redeliveries, snapshots, unscored channels,
+batching) is fed the synthetic set and its small models (tests/conftest.py), with or without NASA.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +34,38 @@ from stream_workers.thresholding.parameters import ThresholdParameters
 PARAMS = ThresholdParameters()
 
 
-class ReferenceModels:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+class Models:
+    """Models by channel from a loader, kept once loaded (tests replace entries)."""
+
+    def __init__(self, load: Callable[[str], LstmWeights]) -> None:
+        self.load = load
         self.loaded: dict[str, LstmWeights] = {}
 
     def get(self, channel: str) -> LstmWeights:
         if channel not in self.loaded:
-            path = self.folder / f"{channel}.h5"
-            if not path.exists():
-                raise ModelNotFound(f"no model for {channel}")
-            self.loaded[channel] = read_keras2_h5(path, channel)
+            self.loaded[channel] = self.load(channel)
         return self.loaded[channel]
 
 
-def make_scorer(nasa: TelemanomDataset, nasa_dir: Path) -> StreamScorer:
+class ReferenceModels(Models):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(self.read)
+        self.folder = folder
+
+    def read(self, channel: str) -> LstmWeights:
+        path = self.folder / f"{channel}.h5"
+        if not path.exists():
+            raise ModelNotFound(f"no model for {channel}")
+        return read_keras2_h5(path, channel)
+
+
+def no_model(channel: str) -> LstmWeights:
+    raise ModelNotFound(f"no model for {channel}")
+
+
+def make_scorer(dataset: TelemanomDataset, models: Models) -> StreamScorer:
     def spec(channel: str) -> ChannelSpec | None:
-        info = nasa.channels.get(channel)
+        info = dataset.channels.get(channel)
         if info is None:
             return None
         width = 25 if info.spacecraft == "SMAP" else 55
@@ -57,7 +75,7 @@ def make_scorer(nasa: TelemanomDataset, nasa_dir: Path) -> StreamScorer:
 
     return StreamScorer(
         PARAMS,
-        ReferenceModels(nasa_dir / "reference-2018" / "models"),
+        models,
         InferenceEngine(),
         spec,
         WorkerMetrics.on(CollectorRegistry()),
@@ -91,14 +109,14 @@ def run(scorer: StreamScorer, batch: list[RecordRef], chunk: int) -> list[Anomal
 
 @pytest.mark.parametrize("channel", ["D-14", "A-1", "P-1"])
 def test_scorer_matches_the_streaming_detector_on_reference_predictions(
-    nasa: TelemanomDataset, nasa_dir: Path, channel: str
+    nasa: TelemanomDataset, reference_dir: Path, channel: str
 ) -> None:
     info = nasa.channels[channel]
     test = nasa.load(channel)
-    scorer = make_scorer(nasa, nasa_dir)
+    scorer = make_scorer(nasa, ReferenceModels(reference_dir / "models"))
     events = run(scorer, records(channel, info.spacecraft, test), chunk=333)
     events += scorer.close_idle(0)
-    reference = np.load(nasa_dir / "reference-2018" / "y_hat" / f"{channel}.npy")
+    reference = np.load(reference_dir / "y_hat" / f"{channel}.npy")
     expected = stream_detections(channel, reference, test[:, 0], PARAMS, backfill_warmup=True)
     closed = [(e.start_index, e.end_index) for e in events if e.status == "closed"]
     assert [(d.start, d.end) for d in expected] == closed[: len(expected)]
@@ -108,17 +126,43 @@ def test_scorer_matches_the_streaming_detector_on_reference_predictions(
     )
 
 
-def test_snapshot_restore_mid_stream_changes_nothing(nasa: TelemanomDataset, nasa_dir: Path) -> None:
-    channel = "D-14"
-    info = nasa.channels[channel]
-    batch = records(channel, info.spacecraft, nasa.load(channel))
-    straight = make_scorer(nasa, nasa_dir)
-    expected = run(straight, batch, chunk=500) + straight.close_idle(0)
+@pytest.fixture
+def small_models(small_model: Callable[[str], LstmWeights]) -> Models:
+    return Models(small_model)
 
-    first = make_scorer(nasa, nasa_dir)
+
+@pytest.mark.parametrize("channel", ["E-1", "D-14"])  # windows before the end; one at the end
+def test_scorer_matches_the_streaming_detector_on_synthetic_channels(
+    synth: TelemanomDataset, small_models: Models, channel: str
+) -> None:
+    info = synth.channels[channel]
+    test = synth.load(channel)
+    scorer = make_scorer(synth, small_models)
+    events = run(scorer, records(channel, info.spacecraft, test), chunk=333)
+    events += scorer.close_idle(0)
+    predictions = InferenceEngine().predict_series(small_models.get(channel), test)
+    expected = stream_detections(channel, predictions, test[:, 0], PARAMS, backfill_warmup=True)
+    assert expected, "no detection would make the comparison vacuous"
+    closed = [(e.start_index, e.end_index) for e in events if e.status == "closed"]
+    assert [(d.start, d.end) for d in expected] == closed[: len(expected)]
+    assert {e.event_id for e in events} == {e.event_id for e in events if e.status == "closed"}
+    assert (
+        scorer.metrics.points_scored.labels(info.spacecraft, channel)._value.get() == len(test) - PARAMS.l_s
+    )
+
+
+def test_snapshot_restore_mid_stream_changes_nothing(synth: TelemanomDataset, small_models: Models) -> None:
+    channel = "D-14"
+    info = synth.channels[channel]
+    batch = records(channel, info.spacecraft, synth.load(channel))
+    straight = make_scorer(synth, small_models)
+    expected = run(straight, batch, chunk=500) + straight.close_idle(0)
+    assert expected
+
+    first = make_scorer(synth, small_models)
     events = run(first, batch[:1300], chunk=500)
     snapshot = first.streams[channel].snapshot()
-    second = make_scorer(nasa, nasa_dir)
+    second = make_scorer(synth, small_models)
     second.streams[channel] = ChannelStream.restore(snapshot, PARAMS)
     redelivered = batch[1000:1300]
     for record in redelivered:
@@ -167,18 +211,18 @@ def test_snapshot_restore_mid_stream_changes_nothing(nasa: TelemanomDataset, nas
     ],
 )
 def test_bad_records_become_dead_letters(
-    nasa: TelemanomDataset, nasa_dir: Path, payload: bytes, reason: str
+    synth: TelemanomDataset, small_models: Models, payload: bytes, reason: str
 ) -> None:
-    scorer = make_scorer(nasa, nasa_dir)
+    scorer = make_scorer(synth, small_models)
     key = b"Q-99" if reason == "unknown_channel" else b"D-14"
     letter = scorer.accept(RecordRef("telemetry.msl.D-14", 0, 7, key, payload))
     assert letter is not None and letter.reason == reason
     assert letter.record.value == payload and letter.record.offset == 7
 
 
-def test_duplicate_and_out_of_order_indices(nasa: TelemanomDataset, nasa_dir: Path) -> None:
-    scorer = make_scorer(nasa, nasa_dir)
-    batch = records("D-14", "MSL", nasa.load("D-14")[:10])
+def test_duplicate_and_out_of_order_indices(synth: TelemanomDataset, small_models: Models) -> None:
+    scorer = make_scorer(synth, small_models)
+    batch = records("D-14", "MSL", synth.load("D-14")[:10])
     for record in batch[:5]:
         assert scorer.accept(record) is None
     again = RecordRef(batch[4].topic, 0, 100, batch[4].key, batch[4].value)
@@ -190,38 +234,37 @@ def test_duplicate_and_out_of_order_indices(nasa: TelemanomDataset, nasa_dir: Pa
     assert scorer.streams["D-14"].next_index == 5
 
 
-def test_channel_without_model_is_counted_unscored(
-    nasa: TelemanomDataset, nasa_dir: Path, tmp_path: Path
-) -> None:
-    scorer = make_scorer(nasa, nasa_dir)
-    scorer.models = ReferenceModels(tmp_path)
-    run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400)
+def test_channel_without_model_is_counted_unscored(synth: TelemanomDataset, small_models: Models) -> None:
+    scorer = make_scorer(synth, small_models)
+    scorer.models = Models(no_model)
+    run(scorer, records("D-14", "MSL", synth.load("D-14")[:400]), chunk=400)
     assert scorer.metrics.points_unscored.labels("MSL", "D-14", "no_model")._value.get() == 150
 
 
 def test_model_that_does_not_fit_the_stream_leaves_points_unscored(
-    nasa: TelemanomDataset, nasa_dir: Path
+    synth: TelemanomDataset, small_model: Callable[[str], LstmWeights]
 ) -> None:
     """A champion trained with another window length is reported, not a crash of the agent."""
     import dataclasses
 
-    scorer = make_scorer(nasa, nasa_dir)
-    models = ReferenceModels(nasa_dir / "reference-2018" / "models")
+    models = Models(small_model)
+    scorer = make_scorer(synth, models)
     models.loaded["D-14"] = dataclasses.replace(models.get("D-14"), l_s=50)
-    scorer.models = models
-    assert run(scorer, records("D-14", "MSL", nasa.load("D-14")[:400]), chunk=400) == []
+    assert run(scorer, records("D-14", "MSL", synth.load("D-14")[:400]), chunk=400) == []
     assert scorer.metrics.points_unscored.labels("MSL", "D-14", "model_mismatch")._value.get() == 150
 
 
-def _two_channels(nasa: TelemanomDataset, rows: int) -> list[RecordRef]:
+def _two_channels(dataset: TelemanomDataset, rows: int) -> list[RecordRef]:
     """T-10 (MSL) and P-1 (SMAP) interleaved: one micro-batch holds both architectures."""
-    first = records("T-10", "MSL", nasa.load("T-10")[:rows])
-    second = records("P-1", "SMAP", nasa.load("P-1")[:rows])
+    first = records("T-10", "MSL", dataset.load("T-10")[:rows])
+    second = records("P-1", "SMAP", dataset.load("P-1")[:rows])
     return [record for pair in zip(first, second, strict=True) for record in pair]
 
 
-def test_channels_of_a_batch_are_scored_together_as_if_alone(nasa: TelemanomDataset, nasa_dir: Path) -> None:
-    scorer = make_scorer(nasa, nasa_dir)
+def test_channels_of_a_batch_are_scored_together_as_if_alone(
+    nasa: TelemanomDataset, reference_dir: Path
+) -> None:
+    scorer = make_scorer(nasa, ReferenceModels(reference_dir / "models"))
     calls: list[int] = []
     many = scorer.engine.predict_series_many
 
@@ -235,39 +278,61 @@ def test_channels_of_a_batch_are_scored_together_as_if_alone(nasa: TelemanomData
     latest = scorer.take_latest()
     for channel, spacecraft in (("T-10", "MSL"), ("P-1", "SMAP")):
         assert scorer.metrics.points_scored.labels(spacecraft, channel)._value.get() == 50
-        reference = np.load(nasa_dir / "reference-2018" / "y_hat" / f"{channel}.npy")
+        reference = np.load(reference_dir / "y_hat" / f"{channel}.npy")
         assert abs(float(latest[channel]["prediction"]) - reference[49]) <= 1e-5
 
 
-def test_a_failing_channel_leaves_only_itself_unscored(nasa: TelemanomDataset, nasa_dir: Path) -> None:
+def test_synthetic_channels_of_a_batch_are_scored_together_as_if_alone(
+    synth: TelemanomDataset, small_models: Models
+) -> None:
+    scorer = make_scorer(synth, small_models)
+    calls: list[int] = []
+    many = scorer.engine.predict_series_many
+
+    def counted(items):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return many(items)
+
+    scorer.engine.predict_series_many = counted  # type: ignore[method-assign]
+    run(scorer, _two_channels(synth, 300), chunk=600)
+    assert calls == [2]
+    latest = scorer.take_latest()
+    alone = InferenceEngine(threads=1)
+    for channel, spacecraft in (("T-10", "MSL"), ("P-1", "SMAP")):
+        assert scorer.metrics.points_scored.labels(spacecraft, channel)._value.get() == 50
+        expected = alone.predict_series(small_models.get(channel), synth.load(channel)[:300])
+        assert abs(float(latest[channel]["prediction"]) - expected[49]) <= 1e-6
+
+
+def test_a_failing_channel_leaves_only_itself_unscored(
+    synth: TelemanomDataset, small_model: Callable[[str], LstmWeights]
+) -> None:
     """No model, a model that does not fit, and an engine error, each beside a channel that scores."""
     import dataclasses
 
     from model_store.exceptions import InputError
 
-    batch = _two_channels(nasa, 300)
-    models = ReferenceModels(nasa_dir / "reference-2018" / "models")
+    batch = _two_channels(synth, 300)
+    models = Models(small_model)
 
-    scorer = make_scorer(nasa, nasa_dir)
-    scorer.models = models
+    scorer = make_scorer(synth, models)
     models.loaded["T-10"] = dataclasses.replace(models.get("T-10"), l_s=50)
     run(scorer, batch, chunk=600)
     assert scorer.metrics.points_unscored.labels("MSL", "T-10", "model_mismatch")._value.get() == 50
     assert scorer.metrics.points_scored.labels("SMAP", "P-1")._value.get() == 50
 
-    class Missing(ReferenceModels):
+    class Missing(Models):
         def get(self, channel: str) -> LstmWeights:
             if channel == "P-1":
                 raise ModelNotFound(channel)
             return super().get(channel)
 
-    scorer = make_scorer(nasa, nasa_dir)
-    scorer.models = Missing(nasa_dir / "reference-2018" / "models")
+    scorer = make_scorer(synth, Missing(small_model))
     run(scorer, batch, chunk=600)
     assert scorer.metrics.points_unscored.labels("SMAP", "P-1", "no_model")._value.get() == 50
     assert scorer.metrics.points_scored.labels("MSL", "T-10")._value.get() == 50
 
-    scorer = make_scorer(nasa, nasa_dir)
+    scorer = make_scorer(synth, Models(small_model))
     engine = scorer.engine
     assert isinstance(engine, InferenceEngine)
 

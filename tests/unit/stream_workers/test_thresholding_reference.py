@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,9 +42,18 @@ def test_incremental_ewma_equals_the_batch_ewma_bit_for_bit(reference_channel, p
     assert [state.update(float(e)) for e in errors] == ewma(errors, params.smoothing_span).tolist()
 
 
+def test_incremental_ewma_equals_the_batch_ewma_on_a_synthetic_channel(synth_channel, params):
+    channel = synth_channel("A-5")
+    errors = prediction_errors(
+        channel.predictions, channel.telemetry[params.l_s : params.l_s + len(channel.predictions)]
+    )
+    state = EwmaState(params.smoothing_span)
+    assert [state.update(float(e)) for e in errors] == ewma(errors, params.smoothing_span).tolist()
+
+
 @pytest.fixture(scope="module")
-def reference_report(nasa: TelemanomDataset, params):
-    source = PredictionFolder(nasa.root / "reference-2018" / "y_hat", "reference")
+def reference_report(nasa: TelemanomDataset, reference_dir: Path, params):
+    source = PredictionFolder(reference_dir / "y_hat", "reference")
     return evaluate_streams(nasa, labelled_streams(nasa), source, "batch", params)
 
 

@@ -116,3 +116,51 @@ def test_state_snapshot_is_plain_json(reference_channel, params):
     assert json.loads(json.dumps(snapshot)) == snapshot
     with pytest.raises(ValueError, match="unsupported threshold state version"):
         ChannelThresholdState.from_dict({**snapshot, "version": 0})
+
+
+# The same properties without the NASA files: synthetic channels scored by their small models
+# (tests/conftest.py), each with one contextual anomaly the model misses.
+SYNTH_CHANNELS = ["P-1", "E-1", "D-14", "M-6"]  # windows before the end (SMAP), one at the end (MSL)
+
+
+@pytest.mark.parametrize("name", SYNTH_CHANNELS)
+def test_stream_finds_the_batch_sequences_on_synthetic_channels(name, synth_channel, params):
+    channel = synth_channel(name)
+    ranges = batch_ranges(channel, params)
+    assert ranges, "a synthetic channel without a detection would make the comparison vacuous"
+    assert closed(replay(channel, params)) == ranges
+
+
+@pytest.mark.parametrize(("name", "restore_at"), [("P-1", 2800), ("E-1", 700), ("D-14", 1400)])
+def test_state_restored_midway_gives_identical_synthetic_events(name, restore_at, synth_channel, params):
+    channel = synth_channel(name)
+    events = replay(channel, params)
+    assert events and replay(channel, params, restore_at=restore_at) == events
+
+
+def test_synthetic_events_open_grow_and_close_under_one_id(synth_channel, params):
+    """E-1's second anomaly is found mid-stream (opened, grown, closed); its first only at the end."""
+    channel = synth_channel("E-1")
+    by_id: dict[str, list[Detection]] = {}
+    for event in replay(channel, params):
+        by_id.setdefault(event.detection_id, []).append(event)
+    assert [[e.status for e in group][:1] for group in by_id.values()] == [["closed"], ["open"]]
+    for group in by_id.values():
+        assert [e.status for e in group][-1:] == ["closed"] and {e.status for e in group[1:-1]} <= {"updated"}
+        assert [e.end for e in group] == sorted(e.end for e in group)
+        final = group[-1]
+        assert final.score > 0 and final.threshold > 0
+        window = channel.smoothed_errors[final.start - params.l_s : final.end - params.l_s + 1]
+        assert final.max_error == float(np.max(window))
+    assert len(by_id["E-1:3470:ref"]) > 2
+
+
+def test_synthetic_state_snapshot_is_plain_json(synth_channel, params):
+    channel = synth_channel("M-6")
+    state = ChannelThresholdState(channel.name, "synth", params)
+    for offset in range(300):
+        state.update(params.l_s + offset, channel.predictions[offset], channel.telemetry[params.l_s + offset])
+    snapshot = state.to_dict()
+    assert json.loads(json.dumps(snapshot)) == snapshot
+    with pytest.raises(ValueError, match="unsupported threshold state version"):
+        ChannelThresholdState.from_dict({**snapshot, "version": 0})

@@ -1,7 +1,8 @@
 """Every command given wrong arguments, missing data or an unreachable service: one line, non-zero.
 
 Unreachable services are addresses where nothing listens (port 1 on loopback), so each case ends
-within the commands' bounded retries.
+within the commands' bounded retries. The data folder is the synthetic set (tests/conftest.py), so
+a case fails for its own reason, not for a missing NASA folder.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ CASES = [
 
 @pytest.mark.parametrize(("args", "env", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_command_fails_with_one_clear_line(
-    tmp_path: Path, args: list[str], env: dict[str, str], expected: str
+    tmp_path: Path, synth_dir: Path, args: list[str], env: dict[str, str], expected: str
 ) -> None:
-    full_env = {**os.environ, "TMSTREAM_STATE_DIR": str(tmp_path / "state"), **env}
+    folders = {"TMSTREAM_STATE_DIR": str(tmp_path / "state"), "TMSTREAM_DATA_DIR": str(synth_dir)}
+    full_env = {**os.environ, **folders, **env}
     result = subprocess.run(
         [sys.executable, "-m", "tmstream", *args], capture_output=True, text=True, env=full_env, timeout=120
     )

@@ -148,6 +148,7 @@ def test_without_a_checkout_paths_come_from_the_working_directory(
     """A wheel install: packaged defaults, writable things under the working directory."""
     monkeypatch.setattr(resources, "source_checkout", lambda: None)
     monkeypatch.delenv("TMSTREAM_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("TMSTREAM_DATA_DIR", raising=False)  # the default is what is checked
     monkeypatch.chdir(tmp_path)
     assert resources.config_dir() == tmp_path / "config"
     assert resources.settings_files() == resources.packaged("config")
