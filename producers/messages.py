@@ -1,15 +1,17 @@
 """The telemetry message on the wire: one point of one channel, compact UTF-8 JSON.
 
-``TelemetryMessage`` is the contract between producers and stream workers; ``encode_point`` is the
-replay hot path and produces byte-for-byte what ``TelemetryMessage.to_bytes`` does, without
-building a model per point. ``schemas/telemetry.v1.json`` is generated from the model.
+``TelemetryMessage`` is the contract between producers and stream workers. Its bytes come from
+one encoder, ``encode_points``: the replay and ``TelemetryPublisher`` call it on whole chunks (no
+model per point, the hot path) and ``TelemetryMessage.to_bytes`` calls it on one point, so there is
+no second formatter to drift. ``schemas/telemetry.v1.json`` is generated from the model, and
+``from_bytes`` decodes strictly: whatever the schema rejects, it rejects.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +24,7 @@ from tmstream.ground.resources import packaged
 SCHEMA_ID = "tmstream.telemetry.v1"
 SCHEMA_FILE = packaged("schemas") / "telemetry.v1.json"
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+INT64_MAX = 2**63 - 1  # Kafka timestamps are int64, and orjson reads larger integers as floats
 
 
 class TelemetryMessage(BaseModel):
@@ -40,24 +43,32 @@ class TelemetryMessage(BaseModel):
     )
     channel: str = Field(min_length=1, description="Channel id, also the Kafka key (e.g. P-1).")
     spacecraft: str = Field(min_length=1, description="Spacecraft of the channel (SMAP, MSL, ...).")
-    index: int = Field(ge=0, description="Row index in the source series (test split rows for NASA).")
-    event_time_ms: int = Field(description="Event time, epoch milliseconds (wall clock at send time).")
+    index: int = Field(
+        ge=0, le=INT64_MAX, description="Row index in the source series (test split rows for NASA)."
+    )
+    event_time_ms: int = Field(
+        ge=-INT64_MAX - 1,
+        le=INT64_MAX,
+        description="Event time, epoch milliseconds (wall clock at send time).",
+    )
     values: list[FiniteFloat] = Field(
         min_length=1, description="Telemetry value, then the command one-hot flags; finite floats."
     )
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(by_alias=True))
+        head = message_prefix(self.channel, self.spacecraft)
+        return encode_points(head, self.index, self.event_time_ms, [self.values])[0]
 
     @classmethod
     def from_bytes(cls, data: bytes, expected_width: int | None = None) -> TelemetryMessage:
-        """Parse and validate; every failure is a ``MessageError`` whose reason routes it."""
+        """Parse and validate as the schema does (strict types, wire names only: no ``"5"`` for 5,
+        no ``schema_``); every failure is a ``MessageError`` whose reason routes it."""
         payload = _decode_json(data)
         if not isinstance(payload, dict) or payload.get("schema") != SCHEMA_ID:
             found = payload.get("schema") if isinstance(payload, dict) else type(payload).__name__
             raise MessageError("wrong_schema", f"expected schema {SCHEMA_ID!r}, found {found!r}")
         try:
-            message = cls.model_validate(payload)
+            message = cls.model_validate(payload, strict=True, by_alias=True, by_name=False)
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False)
             reason: MessageReason = (
@@ -90,9 +101,18 @@ def _publish_schema(schema: dict[str, Any]) -> None:
     schema["required"] = ["schema", *[name for name in schema["required"] if name != "schema"]]
 
 
-def encode_point(prefix: bytes, index: int, event_time_ms: int, values: Sequence[float]) -> bytes:
-    """The bytes of one message from a channel's ``message_prefix`` (no validation: the hot path)."""
-    return b'%s%d,"event_time_ms":%d,"values":%s}' % (prefix, index, event_time_ms, orjson.dumps(values))
+def encode_points(
+    prefix: bytes, start_index: int, event_time_ms: int, rows: Iterable[Sequence[float]]
+) -> list[bytes]:
+    """The message bytes of rows ``start_index, start_index+1, …`` of the channel whose
+    ``message_prefix`` this is, all stamped ``event_time_ms``; the one telemetry encoder.
+
+    No validation (the callers check widths and finiteness): a chunk is formatted in one
+    comprehension because kafka-python leaves the replay little time per point.
+    """
+    tail = b',"event_time_ms":%d,"values":' % event_time_ms
+    dumps = orjson.dumps
+    return [b"%s%d%s%s}" % (prefix, i, tail, dumps(values)) for i, values in enumerate(rows, start_index)]
 
 
 def message_prefix(channel: str, spacecraft: str) -> bytes:

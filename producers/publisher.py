@@ -1,9 +1,10 @@
 """``TelemetryPublisher``: telemetry points onto their channel topics, every delivery accounted for.
 
 kafka-python is pure Python, so the hot path avoids per-point objects: each channel's topic, key,
-partition and message prefix are resolved once, a point is formatted straight into bytes, and the
-delivery futures get bound-method callbacks that bump integers. The partition is the one Kafka's
-default partitioner picks for the channel key (murmur2), so keyed consumers see the same layout.
+partition and message prefix are resolved once, a chunk of points is formatted straight into bytes
+by the one telemetry encoder (``producers.messages.encode_points``), and the delivery futures get
+bound-method callbacks that bump integers. The partition is the one Kafka's default partitioner
+picks for the channel key (murmur2), so keyed consumers see the same layout.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from producers.exceptions import MessageError, MessageReason, PublishError
-from producers.messages import message_prefix, non_finite_detail
+from producers.messages import encode_points, message_prefix, non_finite_detail
 from producers.metrics import PRODUCER_METRICS, ChannelDelivery, PublisherStats
 from producers.registry import ChannelRegistry
 from tmstream.ground.settings import Settings
@@ -142,18 +142,15 @@ class TelemetryPublisher:
             route.delivery.rejected += len(rejected)
         self._wait_for_room()
         now = int(time.time() * 1000) if event_time_ms is None else event_time_ms
-        send, topic, key, partition, prefix = (
-            self._producer.send, route.topic, route.key, route.partition, route.prefix
-        )  # fmt: skip
-        ok, failed, dumps = route.delivery.ok, route.delivery.failed, orjson.dumps
+        send, topic, key, partition = self._producer.send, route.topic, route.key, route.partition
+        ok, failed = route.delivery.ok, route.delivery.failed
         skip = {row.index for row in rejected}
-        head = b',"event_time_ms":%d,"values":' % now
+        payloads = encode_points(route.prefix, start_index, now, lists)
         sent = 0
         try:
-            for index, values in enumerate(lists, start_index):
+            for index, payload in enumerate(payloads, start_index):
                 if skip and index in skip:
                     continue
-                payload = b"%s%d%s%s}" % (prefix, index, head, dumps(values))
                 send(topic, value=payload, key=key, partition=partition, timestamp_ms=now).add_callback(
                     ok
                 ).add_errback(failed)
@@ -254,6 +251,7 @@ def check_rows(
 def _checked_array(
     channel: str, start_index: int, rows: np.ndarray, features: int
 ) -> tuple[list[Any], list[RejectedRow]]:
+    rows = rows.astype(np.float64, copy=False)  # floats on the wire, as ``TelemetryMessage`` has them
     if rows.shape[1] != features:
         detail = f"{rows.shape[1]} values, expected {features}"
         return [], [RejectedRow(channel, start_index + i, "wrong_width", detail) for i in range(len(rows))]

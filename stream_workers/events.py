@@ -3,18 +3,27 @@
 An event's ``event_id`` is deterministic — a hash of channel, start index and model version — so
 the same anomaly gets the same id after a restart, a rebalance or a replay; ``emission_key`` adds
 the status and end index and names one emission, which every sink writes at most once.
+
+``AnomalyEvent.to_bytes`` is the one encoder of the event on the wire (the topic and Redis sinks
+both send it) and ``from_bytes`` the decoder, strict so that whatever ``schemas/anomaly.v1.json``
+rejects it rejects; the schema file is generated from the model (``write_schema_file``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
+from pydantic_core import InitErrorDetails
 
 from stream_workers.thresholding.streaming import Detection
+from tmstream.ground.resources import packaged
 
 ANOMALY_SCHEMA = "tmstream.anomaly.v1"
+SCHEMA_FILE = packaged("schemas") / "anomaly.v1.json"
 
 # Telemanom channel ids start with a letter naming the subsystem (SMAP/MSL telemetry dictionary).
 SUBSYSTEMS = {
@@ -56,7 +65,12 @@ def event_id_for(channel: str, start_index: int, model_version: str) -> str:
 class AnomalyEvent(BaseModel):
     """One emission of an anomaly: ``open`` when found, ``updated`` as it grows, ``closed`` when final."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=lambda schema: _publish_schema(schema),
+    )
 
     schema_: Literal["tmstream.anomaly.v1"] = Field("tmstream.anomaly.v1", alias="schema")
     event_id: str
@@ -67,10 +81,10 @@ class AnomalyEvent(BaseModel):
     end_index: int = Field(ge=0)
     start_time_ms: int
     end_time_ms: int
-    score: float
+    score: FiniteFloat
     severity: Severity
-    threshold: float
-    max_error: float
+    threshold: FiniteFloat
+    max_error: FiniteFloat
     direction: str
     model_version: str
     detected_at_ms: int
@@ -85,7 +99,15 @@ class AnomalyEvent(BaseModel):
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> AnomalyEvent:
-        return cls.model_validate_json(payload)
+        """Parse strictly and by the wire names only; a record without ``schema`` is not an event.
+
+        Every failure is a ``ValidationError``.
+        """
+        event = cls.model_validate_json(payload, strict=True, by_alias=True, by_name=False)
+        if "schema_" not in event.model_fields_set:
+            missing = InitErrorDetails(type="missing", loc=("schema",), input=payload)
+            raise ValidationError.from_exception_data(cls.__name__, [missing])
+        return event
 
     @classmethod
     def from_detection(
@@ -117,8 +139,18 @@ class AnomalyEvent(BaseModel):
         )
 
 
-def anomaly_json_schema() -> dict[str, object]:
-    schema = AnomalyEvent.model_json_schema(by_alias=True)
+def anomaly_json_schema() -> dict[str, Any]:
+    """The JSON Schema published at ``schemas/anomaly.v1.json``."""
+    return AnomalyEvent.model_json_schema(by_alias=True)
+
+
+def write_schema_file(path: Path = SCHEMA_FILE) -> None:
+    """Regenerate the published schema file from the model."""
+    path.write_text(json.dumps(anomaly_json_schema(), indent=2, sort_keys=True) + "\n")
+
+
+def _publish_schema(schema: dict[str, Any]) -> None:
+    """On the wire ``schema`` is required (the model defaults it only for convenience in Python)."""
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://tmstream.dev/schemas/anomaly.v1.json"
-    return schema
+    schema["required"] = ["schema", *[name for name in schema["required"] if name != "schema"]]
