@@ -232,3 +232,27 @@ def required_topics(settings: Settings, registry: ChannelRegistry) -> list[str]:
     """Every topic tmstream needs: one per registered channel, anomalies, dead letters."""
     names = [spec.topic for spec in registry.channels()]
     return list(dict.fromkeys([*names, settings.kafka.anomalies_topic, settings.kafka.deadletter_topic]))
+
+
+class ChannelLookup:
+    """Channel specs by id for a long-running worker: the registry file is re-read when it changed,
+    so a channel added with ``tmstream channels add`` is scored without a restart."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        self.registry = ChannelRegistry.load(data_dir)
+        self.specs = {spec.channel: spec for spec in self.registry.channels()}
+        self.mtime = self._mtime()
+
+    def _mtime(self) -> float:
+        path = self.registry.path
+        return path.stat().st_mtime if path.exists() else 0.0
+
+    def __call__(self, channel: str) -> ChannelSpec | None:
+        spec = self.specs.get(channel)
+        if spec is None and (mtime := self._mtime()) != self.mtime:
+            self.mtime = mtime
+            self.registry = ChannelRegistry.load(self.data_dir)
+            self.specs = {spec.channel: spec for spec in self.registry.channels()}
+            spec = self.specs.get(channel)
+        return spec

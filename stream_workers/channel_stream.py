@@ -25,6 +25,10 @@ from stream_workers.thresholding.streaming import ChannelThresholdState, Detecti
 SNAPSHOT_VERSION = 1
 
 
+class SnapshotError(ValueError):
+    """A snapshot that cannot be restored (corrupt, truncated, another version)."""
+
+
 @dataclass
 class ScoringWork:
     """Rows ``first_index - l_s … last_index`` of one channel: the engine's ``predict_series`` of
@@ -123,12 +127,19 @@ class ChannelStream:
 
     @classmethod
     def restore(cls, payload: bytes, params: ThresholdParameters) -> ChannelStream:
-        state = json.loads(zlib.decompress(payload))
-        if state.pop("version") != SNAPSHOT_VERSION:
-            raise ValueError("unsupported channel snapshot version")
-        threshold = state.pop("threshold")
-        times = deque(state.pop("times"))
-        state["history"] = [np.array(row, dtype=np.float32) for row in state["history"]]
-        stream = cls(params=params, times=times, **state)
-        stream.threshold = ChannelThresholdState.from_dict(threshold) if threshold else None
+        """The stream a snapshot holds; ``SnapshotError`` when it cannot be read back."""
+        try:
+            state = json.loads(zlib.decompress(payload))
+            version = state.pop("version")
+            if version != SNAPSHOT_VERSION:
+                raise SnapshotError(f"unsupported channel snapshot version {version!r}")
+            threshold = state.pop("threshold")
+            times = deque(state.pop("times"))
+            state["history"] = [np.array(row, dtype=np.float32) for row in state["history"]]
+            stream = cls(params=params, times=times, **state)
+            stream.threshold = ChannelThresholdState.from_dict(threshold) if threshold else None
+        except SnapshotError:
+            raise
+        except (zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SnapshotError(f"unreadable channel snapshot: {type(exc).__name__}: {exc}") from exc
         return stream

@@ -1,6 +1,6 @@
-"""The worker's deterministic core: accept telemetry, score windows, detect anomalies.
+"""Scoring in the stream, deterministic: accept telemetry, score windows, detect anomalies.
 
-No Kafka here: the Faust agent hands in raw records and takes back dead letters and anomaly
+No Kafka here: the worker core hands in raw records and takes back dead letters and anomaly
 events, so the same code is tested directly against the 2018 predictions and labels.
 """
 
@@ -21,8 +21,8 @@ from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError
 from producers.messages import TelemetryMessage
 from stream_workers.channel_stream import ChannelStream, ScoringWork
-from stream_workers.events import SEVERITIES, AnomalyEvent, subsystem_of
-from stream_workers.metrics import WorkerMetrics
+from stream_workers.events import AnomalyEvent
+from stream_workers.ports import MetricsPort, RecordRef
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import Detection
 
@@ -44,17 +44,6 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True)
-class RecordRef:
-    """Where a raw record came from; the dead-letter topic keeps all of it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-@dataclass(frozen=True)
 class DeadLetter:
     reason: str
     detail: str
@@ -70,8 +59,9 @@ class StreamScorer:
         models: ModelLookup,
         engine: Predictor,
         channel_spec: Callable[[str], ChannelSpec | None],
-        metrics: WorkerMetrics,
+        metrics: MetricsPort,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.params = params
         self.models = models
@@ -79,13 +69,16 @@ class StreamScorer:
         self.channel_spec = channel_spec
         self.metrics = metrics
         self.clock = clock
+        self.monotonic = monotonic
         self.streams: dict[str, ChannelStream] = {}
         self.latest: dict[str, dict[str, float | int | str]] = {}
         self.last_seen: dict[str, float] = {}
-        self.counted: set[str] = set()
+        self.counted: dict[str, set[str]] = {}  # event ids counted as opened, by channel
 
     def accept(self, record: RecordRef) -> DeadLetter | None:
         """Validate one record and add its row to its channel; a bad record becomes a dead letter."""
+        if record.value is None:
+            return DeadLetter("malformed_json", "a record without a value (tombstone)", record)
         try:
             message = TelemetryMessage.from_bytes(record.value)
         except MessageError as exc:
@@ -106,11 +99,10 @@ class StreamScorer:
             stream = self.streams[channel] = ChannelStream(
                 channel, message.spacecraft, spec.features, self.params
             )
-            for severity in SEVERITIES:  # series at 0 from the start, so increase() sees the first one
-                self.metrics.anomalies.labels(message.spacecraft, channel, subsystem_of(channel), severity)
+            self.metrics.channel_started(message.spacecraft, channel)
         labels = (stream.spacecraft, channel)
         if record.offset <= stream.last_offset:
-            self.metrics.redelivered.labels(*labels).inc()
+            self.metrics.point_redelivered(*labels)
             return None
         if stream.next_index is not None and message.index < stream.next_index:
             reason = "duplicate_index" if message.index == stream.next_index - 1 else "out_of_order_index"
@@ -118,11 +110,11 @@ class StreamScorer:
             stream.last_offset = record.offset
             return DeadLetter(reason, detail, record)
         if stream.next_index is not None and message.index > stream.next_index:
-            self.metrics.stream_resets.labels(*labels).inc()
+            self.metrics.stream_reset(*labels)
             stream = self.streams[channel] = ChannelStream(
                 channel, message.spacecraft, spec.features, self.params
             )
-        self.metrics.points_consumed.labels(*labels).inc()
+        self.metrics.point_consumed(*labels)
         stream.append(message.index, message.values, message.event_time_ms, record.offset)
         return None
 
@@ -148,14 +140,13 @@ class StreamScorer:
             weights = self._model_for(stream, work)
             if weights is not None:
                 taken.append((stream, work, weights))
-            self.last_seen[stream.channel] = time.monotonic()
+            self.last_seen[stream.channel] = self.monotonic()
         events: list[AnomalyEvent] = []
         for (stream, work, weights), predictions in zip(taken, self._predict(taken), strict=True):
             if predictions is not None:
                 events += self._apply(stream, work, weights, predictions)
         if windows:
-            self.metrics.scoring_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(windows)
+            self.metrics.batch_scored(time.perf_counter() - started, windows)
         return events
 
     def _model_for(self, stream: ChannelStream, work: ScoringWork) -> LstmWeights | None:
@@ -202,7 +193,7 @@ class StreamScorer:
         else:
             log.error("channel %s: %s; points left unscored", stream.channel, exc)
             reason = "model_error"
-        self.metrics.points_unscored.labels(*labels, reason).inc(work.count)
+        self.metrics.unscored(*labels, reason, work.count)
         stream.threshold = None
 
     def _apply(
@@ -220,8 +211,7 @@ class StreamScorer:
         detections = stream.detect(work, predictions, weights.version)
         now = self.clock()
         last_index = work.first_index + work.count - 1
-        self.metrics.points_scored.labels(*labels).inc(work.count)
-        self.metrics.event_to_scored_seconds.observe(max(0.0, now - stream.time_of(last_index) / 1000))
+        self.metrics.scored(*labels, work.count, max(0.0, now - stream.time_of(last_index) / 1000))
         self._record_latest(stream, last_index, float(predictions[-1]), float(work.actuals[-1]))
         return self._events(stream, detections, now)
 
@@ -232,22 +222,16 @@ class StreamScorer:
         smoothed = threshold.smoothed[-1] if threshold is not None and threshold.smoothed else error
         epsilon = threshold.epsilon if threshold is not None and threshold.epsilon is not None else 0.0
         in_alarm = int(bool(threshold is not None and any(a.reported for a in threshold.in_progress)))
-        self.metrics.last_value.labels(*labels).set(actual)
-        self.metrics.last_prediction.labels(*labels).set(prediction)
-        self.metrics.prediction_error.labels(*labels).set(error)
-        self.metrics.smoothed_error.labels(*labels).set(smoothed)
-        self.metrics.threshold.labels(*labels).set(epsilon)
-        self.metrics.in_alarm.labels(*labels).set(in_alarm)
-        self.latest[stream.channel] = {
-            "index": index,
+        latest = {
             "value": actual,
             "prediction": prediction,
             "error": error,
             "smoothed_error": smoothed,
             "threshold": epsilon,
             "in_alarm": in_alarm,
-            "model_version": stream.model_version,
         }
+        self.metrics.channel_latest(*labels, latest)
+        self.latest[stream.channel] = {"index": index, **latest, "model_version": stream.model_version}
 
     def _events(self, stream: ChannelStream, detections: list[Detection], now: float) -> list[AnomalyEvent]:
         labels = (stream.spacecraft, stream.channel)
@@ -256,16 +240,26 @@ class StreamScorer:
                 detection,
                 stream.spacecraft,
                 stream.time_of(detection.start),
-                stream.time_of(detection.end),
+                # not past the rows the detector had seen: later rows may or may not have arrived
+                # in the same micro-batch, and a re-derived event must carry the same time
+                stream.time_of(min(detection.end, detection.evaluated_through)),
                 int(now * 1000),
             )
             for detection in detections
         ]
         for event in events:
-            if event.event_id not in self.counted:
-                self.counted.add(event.event_id)
-                self.metrics.anomalies.labels(*labels, event.subsystem, event.severity).inc()
+            counted = self.counted.setdefault(stream.channel, set())
+            if event.event_id not in counted:
+                counted.add(event.event_id)
+                self.metrics.anomaly_opened(*labels, event.subsystem, event.severity)
         return events
+
+    def forget(self, channel: str) -> ChannelStream | None:
+        """Drop everything held for ``channel`` (its partition went to another worker); its stream."""
+        self.last_seen.pop(channel, None)
+        self.latest.pop(channel, None)
+        self.counted.pop(channel, None)
+        return self.streams.pop(channel, None)
 
     def take_latest(self) -> dict[str, dict[str, float | int | str]]:
         """The latest value, prediction and errors of each channel scored since the last call."""
@@ -279,7 +273,7 @@ class StreamScorer:
         shorter than one threshold window) still get a decision. A later point restarts detection.
         Channels in ``busy`` (records still waiting on their partition) are never idle.
         """
-        now = time.monotonic()
+        now = self.monotonic()
         events: list[AnomalyEvent] = []
         for channel, seen in list(self.last_seen.items()):
             stream = self.streams.get(channel)
@@ -289,5 +283,5 @@ class StreamScorer:
             if stream.threshold is None or stream.threshold.finished:
                 continue
             events += self._events(stream, stream.threshold.finish(), self.clock())
-            self.metrics.in_alarm.labels(stream.spacecraft, channel).set(0)
+            self.metrics.alarm_cleared(stream.spacecraft, channel)
         return events

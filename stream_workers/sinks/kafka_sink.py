@@ -8,38 +8,36 @@ channel, and sends only emissions not yet on the topic.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
-from tmstream.ground.settings import Settings
-from tmstream.ground.topic_reader import read_topic
+from stream_workers.ports import RecordSender, TopicReader
 
 EMISSION_HEADER = "emission_key"
-Send = Callable[[bytes, bytes, dict[str, bytes]], Awaitable[object]]
 
 
 class AnomalyTopicSink:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
-        self.settings = settings
-        self.topic = settings.kafka.anomalies_topic
+    def __init__(self, topic: str, sender: RecordSender, reader: TopicReader, metrics: WorkerMetrics) -> None:
+        self.topic = topic
+        self.sender = sender
+        self.reader = reader
         self.metrics = metrics
         self.emitted: set[str] = set()
 
     def load(self) -> int:
-        """Read the emission keys already on the topic (blocking; run it in an executor)."""
-        for record in read_topic(self.settings, self.topic):
-            for name, value in record.headers or []:
+        """Read the emission keys already on the topic (blocking; run it off the event loop)."""
+        for record in self.reader.read_topic(self.topic):
+            for name, value in record.headers:
                 if name == EMISSION_HEADER:
                     self.emitted.add(value.decode())
         return len(self.emitted)
 
-    async def emit(self, event: AnomalyEvent, send: Send) -> bool:
+    async def emit(self, event: AnomalyEvent) -> bool:
         """Send one emission unless it is already on the topic; waits for the broker's ack."""
         key = event.emission_key
         if key in self.emitted:
             return False
-        await send(event.channel.encode(), event.to_bytes(), {EMISSION_HEADER: key.encode()})
+        headers = {EMISSION_HEADER: key.encode()}
+        await (await self.sender.send(self.topic, event.channel.encode(), event.to_bytes(), headers))
         self.emitted.add(key)
         self.metrics.events_emitted.labels("kafka", event.status).inc()
         return True

@@ -49,6 +49,8 @@ class Detection:
         epsilon behind that score (in the direction's units: inverse errors for ``low``).
     max_error: highest smoothed error in the sequence; direction: ``high`` (errors above the
         threshold), ``low`` (the inverse, errors far below their mean) or ``both``.
+    evaluated_through: the last row with an error when the detection was made; the error buffer
+        can put ``end`` past it, onto rows that may not have arrived yet.
     """
 
     channel: str
@@ -60,6 +62,7 @@ class Detection:
     threshold: float
     max_error: float
     direction: str
+    evaluated_through: int = -1  # the last row with an error when this was found: end may lie beyond it
 
     @property
     def detection_id(self) -> str:
@@ -248,6 +251,7 @@ class ChannelThresholdState:
             threshold=anomaly.threshold,
             max_error=anomaly.max_error,
             direction="both" if len(anomaly.directions) > 1 else anomaly.directions[0],
+            evaluated_through=self.first_row + self.count - 1,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 import pytest
 
-from stream_workers.app import _credentials
+from stream_workers.faust_config import faust_credentials
 from tmstream.ground.exceptions import ConfigError, StackError
 from tmstream.ground.settings import load_settings
 from tmstream.stack.kafka import check_local_sasl, server_properties
@@ -46,12 +46,12 @@ def test_sasl_and_tls_reach_kafka_python_and_faust(tmp_path: Path) -> None:
     options = settings.kafka.client_options()
     assert options["sasl_mechanism"] == "SCRAM-SHA-512" and options["sasl_plain_password"] == "pw"
     assert options["ssl_cafile"] == str(cafile)
-    credentials = _credentials(settings)
+    credentials = faust_credentials(settings)
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.protocol.value == "SASL_SSL" and credentials.ssl_context is not None
-    tls_only = _credentials(load_settings({"kafka": {"security_protocol": "SSL"}}))
+    tls_only = faust_credentials(load_settings({"kafka": {"security_protocol": "SSL"}}))
     assert isinstance(tls_only, faust.SSLCredentials)
-    assert _credentials(load_settings()) is None
+    assert faust_credentials(load_settings()) is None
 
 
 def test_local_sasl_broker_listens_with_scram_only() -> None:

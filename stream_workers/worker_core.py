@@ -1,0 +1,266 @@
+"""The worker's recovery protocol and channel lifecycle, without Faust or a Kafka client.
+
+Exactly-once per sink on top of at-least-once consumption:
+- each channel's stream state is snapshotted to a compacted topic every ``snapshot_every`` points
+  and when its partition is revoked; a worker that takes a channel over restores the snapshot and
+  re-reads the records between the snapshot and the first record delivered to it;
+- records at or before a channel's last processed offset are redeliveries and are skipped;
+- emissions re-derived after a restart are dropped by the idempotent sinks.
+
+The Faust adapter (``app``) calls ``process``, ``assigned``, ``revoked``, ``close_idle`` and
+``export_lag``; Kafka, the sinks and the metrics come in through ``ports``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from producers.channel_spec import ChannelSpec
+from stream_workers.channel_stream import ChannelStream, SnapshotError
+from stream_workers.events import AnomalyEvent
+from stream_workers.ports import (
+    ChannelStateSink,
+    EventSink,
+    MetricsPort,
+    Offloader,
+    Partition,
+    RecordRef,
+    RecordSender,
+    TopicReader,
+)
+from stream_workers.scoring import DeadLetter, StreamScorer
+
+log = logging.getLogger(__name__)
+Highwater = Callable[[Partition], int | None]
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    state_topic: str
+    deadletter_topic: str
+    snapshot_every: int
+    idle_close_s: float
+
+
+class EmissionLog(EventSink, Protocol):
+    """A sink that must learn what predecessors emitted before this worker emits (the topic sink)."""
+
+    def load(self) -> int:
+        """Read back the emissions already written (blocking); how many are known."""
+        ...
+
+
+class WorkerCore:
+    """One worker's channels: first sight (restore, catch-up), scoring, emission, snapshots, hand-over."""
+
+    def __init__(
+        self,
+        scorer: StreamScorer,
+        config: CoreConfig,
+        *,
+        sender: RecordSender,
+        reader: TopicReader,
+        emission_log: EmissionLog,
+        sinks: Sequence[EventSink],
+        channel_states: ChannelStateSink,
+        channel_spec: Callable[[str], ChannelSpec | None],
+        metrics: MetricsPort,
+        offload: Offloader,
+    ) -> None:
+        self.scorer = scorer
+        self.config = config
+        self.sender = sender
+        self.reader = reader
+        self.emission_log = emission_log
+        self.sinks = [emission_log, *sinks]
+        self.channel_states = channel_states
+        self.channel_spec = channel_spec
+        self.metrics = metrics
+        self.offload = offload
+        self.lock = asyncio.Lock()
+        self.reloaded = asyncio.Event()  # set once assigned() has read the snapshots and emissions
+        self.snapshots: dict[str, bytes] = {}
+        self.owned: dict[str, Partition] = {}  # channels seen since their partition was assigned
+        self.snapshot_index: dict[str, int] = {}
+        self.positions: dict[Partition, int] = {}  # last offset processed per partition
+        self.first_offsets: dict[Partition, int] = {}  # first record delivered per partition
+
+    async def process(self, records: Sequence[RecordRef]) -> None:
+        """One micro-batch: accept every record, score, emit, update channel states, snapshot."""
+        # Faust resumes new partitions before its on_partitions_assigned handlers finish: without
+        # this wait a channel would be restored without its snapshot, and emissions re-derived
+        # before the anomalies topic was read back would be sent twice.
+        await self.reloaded.wait()
+        async with self.lock:
+            letters: list[DeadLetter] = []
+            for record in records:
+                tp = Partition(record.topic, record.partition)
+                self.first_offsets.setdefault(tp, record.offset)
+                letters += await self._first_sight(record)
+                letter = self.scorer.accept(record)
+                if letter is not None:
+                    letters.append(letter)
+                self.positions[tp] = record.offset
+            await self._dead_letters(letters)
+            await self._emit(await self.offload(self.scorer.score))
+            await self.channel_states.update_channels(self.scorer.take_latest().items())
+            await self._snapshot_due()
+
+    async def _first_sight(self, record: RecordRef) -> list[DeadLetter]:
+        """Before a channel's first record here: restore its snapshot and catch up.
+
+        The catch-up stops at the partition's first record in this process: later records were
+        delivered here, so none of them is this channel's. Where channels share a partition this
+        keeps a fresh start from re-reading the partition from offset 0 once per channel.
+        """
+        channel = (record.key or b"").decode(errors="replace")
+        if not channel or channel in self.owned:
+            return []
+        spec = self.channel_spec(channel)
+        if spec is None or spec.topic != record.topic:
+            return []  # a bad key (a dead letter): no stream to restore, and no re-read for it
+        tp = Partition(record.topic, record.partition)
+        start = 0
+        stream = self._restore(channel)
+        if stream is not None:
+            self.scorer.streams[channel] = stream
+            start = stream.last_offset + 1
+        self.owned[channel] = tp
+        stop = min(record.offset, self.first_offsets.get(tp, record.offset))
+        if stop <= start:
+            return []
+        missed = await asyncio.to_thread(self.reader.read_range, tp, start, stop)
+        letters = []
+        for old in missed:
+            if old.key is None or old.key.decode(errors="replace") == channel:
+                letter = self.scorer.accept(old)
+                if letter is not None:
+                    letters.append(letter)
+        log.info("channel %s: restored at offset %d, caught up %d records", channel, start, len(missed))
+        return letters
+
+    def _restore(self, channel: str) -> ChannelStream | None:
+        """The channel's snapshot, or None: a snapshot that cannot be used is counted and ignored,
+        and the channel is rebuilt from its topic instead (the sinks drop what is re-derived)."""
+        payload = self.snapshots.get(channel)
+        if payload is None:
+            return None
+        try:
+            stream = ChannelStream.restore(payload, self.scorer.params)
+        except SnapshotError as exc:
+            reason, detail = "corrupt", str(exc)
+        else:
+            if stream.channel == channel:
+                return stream
+            reason, detail = "wrong_channel", f"it holds channel {stream.channel!r}"
+        log.warning("channel %s: snapshot rejected (%s); rebuilding from the topic", channel, detail)
+        self.metrics.snapshot_rejected(reason)
+        del self.snapshots[channel]
+        return None
+
+    async def _dead_letters(self, letters: list[DeadLetter]) -> None:
+        pending: list[Awaitable[object]] = []
+        for letter in letters:
+            self.metrics.dead_letter(letter.reason)
+            record = letter.record
+            log.warning("dead letter %s at %s[%d]@%d: %s", letter.reason, record.topic, record.partition,
+                        record.offset, letter.detail)  # fmt: skip
+            headers = {
+                "reason": letter.reason.encode(),
+                "detail": letter.detail[:500].encode(),
+                "source_topic": record.topic.encode(),
+                "source_partition": str(record.partition).encode(),
+                "source_offset": str(record.offset).encode(),
+            }
+            value = record.value if record.value is not None else b""
+            pending.append(await self.sender.send(self.config.deadletter_topic, record.key, value, headers))
+        for acked in pending:
+            await acked
+
+    async def _emit(self, events: list[AnomalyEvent]) -> None:
+        for event in events:
+            log.info("anomaly %s %s %s rows %d-%d score %.3f", event.status, event.channel, event.event_id,
+                     event.start_index, event.end_index, event.score)  # fmt: skip
+            for sink in self.sinks:
+                await sink.emit(event)
+
+    async def _snapshot_due(self) -> None:
+        """Snapshot channels that advanced ``snapshot_every`` points since their last snapshot."""
+        for channel, stream in list(self.scorer.streams.items()):
+            if (stream.next_index or 0) - self.snapshot_index.get(channel, 0) >= self.config.snapshot_every:
+                await self._snapshot(channel, stream)
+
+    async def _snapshot(self, channel: str, stream: ChannelStream) -> None:
+        payload = stream.snapshot()
+        await (await self.sender.send(self.config.state_topic, channel.encode(), payload))
+        self.snapshots[channel] = payload
+        self.snapshot_index[channel] = stream.next_index or 0
+        self.metrics.snapshot_written()
+
+    async def assigned(self, partitions: int) -> None:
+        """Reload what predecessors left: channel snapshots and the emissions already sent."""
+        self.reloaded.clear()
+        self.metrics.assigned(partitions)
+        # both reads mostly wait on the broker: side by side they cost one wait, not two
+        self.snapshots, emitted = await asyncio.gather(
+            asyncio.to_thread(self._read_snapshots), asyncio.to_thread(self.emission_log.load)
+        )
+        self.reloaded.set()
+        log.info("assigned %d partitions; %d channel snapshots, %d emissions known",
+                 partitions, len(self.snapshots), emitted)  # fmt: skip
+
+    def _read_snapshots(self) -> dict[str, bytes]:
+        latest: dict[str, bytes] = {}
+        for record in self.reader.read_topic(self.config.state_topic):
+            if record.key is None:
+                continue
+            if record.value is None:  # a tombstone: the channel's stream was reset
+                latest.pop(record.key.decode(errors="replace"), None)
+            else:
+                latest[record.key.decode(errors="replace")] = record.value
+        return latest
+
+    async def revoked(self, partitions: Iterable[Partition]) -> None:
+        """Hand revoked channels over: snapshot them now, then forget them and their series."""
+        revoked = set(partitions)
+        async with self.lock:
+            for channel, tp in list(self.owned.items()):
+                if tp not in revoked:
+                    continue
+                stream = self.scorer.forget(channel)
+                if stream is not None:
+                    await self._snapshot(channel, stream)
+                    self.metrics.channel_forgotten(stream.spacecraft, channel)
+                del self.owned[channel]
+                self.snapshot_index.pop(channel, None)
+            for tp in revoked:
+                self.first_offsets.pop(tp, None)
+                self.positions.pop(tp, None)
+                self.metrics.partition_forgotten(tp)
+
+    def _busy_channels(self, highwater: Highwater) -> frozenset[str]:
+        """Channels whose partition still has records beyond what this worker processed."""
+        busy = set()
+        for channel, tp in self.owned.items():
+            end = highwater(tp)
+            if end is None or self.positions.get(tp, -1) + 1 < end:
+                busy.add(channel)
+        return frozenset(busy)
+
+    async def close_idle(self, highwater: Highwater) -> None:
+        """Close the anomalies of channels silent for ``idle_close_s`` with nothing left to read."""
+        async with self.lock:
+            events = self.scorer.close_idle(self.config.idle_close_s, self._busy_channels(highwater))
+            await self._emit(events)
+            for channel in {event.channel for event in events}:
+                await self._snapshot(channel, self.scorer.streams[channel])
+
+    def export_lag(self, assignment: Iterable[Partition], highwater: Highwater) -> None:
+        for tp in assignment:
+            end = highwater(tp)
+            if end is not None:
+                self.metrics.lag(tp, max(0, end - (self.positions.get(tp, -1) + 1)))
