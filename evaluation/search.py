@@ -5,26 +5,24 @@ the same streams flatters itself. Settings are chosen on one group (SMAP) and re
 untouched (MSL), and the same choice is cross-validated by channel: choose on k-1 folds, score the
 held-out fold, add the held-out counts up.
 
-    python -m evaluation.search --detector stream --select SMAP \\
+    tmstream evaluate search --detector stream --select SMAP \\
         --p 0.1,0.13,0.16,0.2,0.25 --error-buffer 25,50,75,100 --smoothing-perc 0.03,0.05,0.08,0.1,0.12
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from evaluation.detections import DetectorKind
-from evaluation.predictions import PredictionSource, resolve_predictions
+from evaluation.predictions import PredictionSource
 from evaluation.report import EvaluationReport, StreamResult, evaluate_streams
 from evaluation.scoring import Counts
 from evaluation.streams import LabelledStream, labelled_streams
 from producers.dataset import TelemanomDataset
 from stream_workers.thresholding.parameters import ThresholdParameters
-from tmstream.ground.settings import load_settings
 
 SEARCHED = ("p", "error_buffer", "smoothing_perc")
 StreamFilter = Callable[[StreamResult], bool]
@@ -139,32 +137,3 @@ def search(
 
 def settings_of(params: ThresholdParameters) -> str:
     return ", ".join(f"{name} {getattr(params, name)}" for name in SEARCHED)
-
-
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",")]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--detector", choices=("batch", "stream"), default="stream")
-    parser.add_argument("--predictions", default="reference")
-    parser.add_argument("--select", default="SMAP", help="Spacecraft the settings are chosen on.")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--p", type=_floats, default=[0.13])
-    parser.add_argument("--error-buffer", type=lambda t: [int(v) for v in t.split(",")], default=[100])
-    parser.add_argument("--smoothing-perc", type=_floats, default=[0.05])
-    args = parser.parse_args()
-    settings = load_settings()
-    values = {"p": args.p, "error_buffer": args.error_buffer, "smoothing_perc": args.smoothing_perc}
-    source = resolve_predictions(args.predictions, settings)
-    try:
-        search(TelemanomDataset(settings.data_dir), source, args.detector, values, args.select, args.folds)
-    finally:
-        source.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import StrEnum
@@ -23,6 +23,7 @@ from evaluation.predictions import RegistryPredictions, resolve_predictions
 from evaluation.recorded import closed_detections, read_events
 from evaluation.report import EvaluationReport, evaluate_streams, score_streams
 from evaluation.scoring import Counts
+from evaluation.search import search
 from evaluation.streams import LabelledStream, labelled_streams
 from evaluation.tracking import EXPERIMENT, EvaluationRun, log_evaluation
 from model_store.registry import ALIASES
@@ -46,6 +47,13 @@ class EvaluationError(TmstreamError):
     """The evaluation cannot run with the options given."""
 
 
+app = typer.Typer(
+    invoke_without_command=True,
+    help="Detect and score anomalies on the test split; `evaluate search` tries threshold settings.",
+)
+
+
+@app.callback()
 def evaluate(
     ctx: typer.Context,
     source: DetectorSource = typer.Option(
@@ -73,6 +81,8 @@ def evaluate(
     ),
 ) -> None:
     """Detect and score anomalies on the test split (Telemanom's sequence-overlap scoring)."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_from(ctx)
     dataset = TelemanomDataset(settings.data_dir)
     wanted = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
@@ -113,6 +123,38 @@ def evaluate(
         console.print(f"wrote {out}")
     if run_id is not None:
         console.print(f"MLflow run {run_id} (experiment {EXPERIMENT})")
+
+
+def _numbers(text: str, kind: type[float] | type[int], option: str) -> list[float]:
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise EvaluationError(f"{option} takes comma-separated numbers, got {text!r}") from exc
+
+
+@app.command("search")
+def search_command(
+    ctx: typer.Context,
+    detector: DetectorSource = typer.Option(DetectorSource.stream, "--detector"),
+    predictions: str = typer.Option("reference", "--predictions", help="As for `tmstream evaluate`."),
+    select: str = typer.Option("SMAP", "--select", help="Spacecraft the settings are chosen on."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Channel cross-validation folds."),
+    p: str = typer.Option("0.13", "--p", help="Comma-separated values of p."),
+    error_buffer: str = typer.Option("100", "--error-buffer", help="Comma-separated error buffers."),
+    smoothing_perc: str = typer.Option("0.05", "--smoothing-perc", help="Comma-separated smoothing shares."),
+) -> None:
+    """Search threshold settings: chosen on one spacecraft, reported on the other, cross-validated."""
+    settings = settings_from(ctx)
+    values: dict[str, Sequence[float]] = {
+        "p": _numbers(p, float, "--p"),
+        "error_buffer": _numbers(error_buffer, int, "--error-buffer"),
+        "smoothing_perc": _numbers(smoothing_perc, float, "--smoothing-perc"),
+    }
+    source = resolve_predictions(predictions, settings)
+    try:
+        search(TelemanomDataset(settings.data_dir), source, detector.value, values, select, folds)
+    finally:
+        source.close()
 
 
 def prediction_spec(predictions: str | None, alias: str | None) -> str:
