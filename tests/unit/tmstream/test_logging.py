@@ -16,15 +16,22 @@ from tmstream.cli import _unexpected, app
 from tmstream.cli.logs import THIRD_PARTY_FLOORS, QuietTensorflowImport, configure_logging
 
 NAMES = ["", "tmstream", *THIRD_PARTY_FLOORS, "kafka.net.selector"]
+VARIABLES = ["TF_CPP_MIN_LOG_LEVEL", "TMSTREAM_LOG_LEVEL"]
 
 
 @pytest.fixture(autouse=True)
-def restored_levels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The CLI sets process-wide levels and variables; each test gets them back as they were."""
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    monkeypatch.delenv("TMSTREAM_LOG_LEVEL", raising=False)
+def restored_levels() -> Iterator[None]:
+    """The CLI sets process-wide levels and variables; each test gets them back as they were.
+
+    (``monkeypatch.delenv`` of an unset variable records nothing, so a value the CLI set would leak.)
+    """
+    variables = {name: os.environ.pop(name, None) for name in VARIABLES}
     levels = {name: logging.getLogger(name).level for name in NAMES}
     yield
+    for name, value in variables.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, QuietTensorflowImport)]
