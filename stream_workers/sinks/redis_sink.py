@@ -72,8 +72,11 @@ class RedisSink:
                 "redis unavailable (%s: %s); retrying %s in %.1fs", type(exc).__name__, exc, what, delay
             )
 
+        async def attempt() -> R:  # tenacity awaits only what a coroutine function returns
+            return await call()
+
         backoff = replace(UNTIL_REDIS_IS_BACK, cap_s=self.retry_cap_s)
-        return await async_retrying(REDIS_UNAVAILABLE, backoff, on_retry=retry)(call)
+        return await async_retrying(REDIS_UNAVAILABLE, backoff, on_retry=retry)(attempt)
 
     async def emit(self, event: AnomalyEvent) -> bool:
         """Write one emission; False when it was already written."""
