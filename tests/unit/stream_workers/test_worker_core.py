@@ -298,50 +298,40 @@ def test_snapshots_are_due_every_snapshot_every_points_and_restore_exactly() -> 
     assert restored.next_index == 120 and restored.last_offset == 119
 
 
+def restart_with_bad_snapshot(bad_snapshot: Callable[[MemoryLog], bytes | None]) -> tuple[MemoryLog, Worker]:
+    """300 rows of each channel, then A-1's latest snapshot replaced, then a new worker to the end."""
+
+    async def scenario() -> tuple[MemoryLog, Worker]:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        first = worker(log, sink)
+        await first.core.assigned(2)
+        await deliver(first, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 300), batch=25)
+        log.append("state", b"A-1", bad_snapshot(log))
+        second = worker(log, sink)
+        await second.core.assigned(2)
+        await deliver(second, log, dict.fromkeys(CHANNELS, 300), dict.fromkeys(CHANNELS, ROWS), batch=25)
+        await finish(second, log)
+        return log, second
+
+    return asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("payload", [b"not zlib at all", b"", b"x\x9c\x03\x00\x00\x00\x00\x01"])
 def test_a_corrupt_snapshot_is_counted_and_the_channel_rebuilt_from_its_topic(
     oracle: tuple[MemoryLog, MemoryEventSink], payload: bytes
 ) -> None:
-    oracle_log, _ = oracle
-
-    async def scenario() -> tuple[MemoryLog, Worker]:
-        log, sink = MemoryLog(), MemoryEventSink()
-        publish(log)
-        first = worker(log, sink)
-        await first.core.assigned(2)
-        await deliver(first, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 300), batch=25)
-        log.append("state", b"A-1", payload)  # the latest snapshot of A-1 is unreadable
-        second = worker(log, sink)
-        await second.core.assigned(2)
-        await deliver(second, log, dict.fromkeys(CHANNELS, 300), dict.fromkeys(CHANNELS, ROWS), batch=25)
-        await finish(second, log)
-        return log, second
-
-    log, second = asyncio.run(scenario())
+    log, second = restart_with_bad_snapshot(lambda _: payload)
     assert second.value("tmstream_state_snapshots_rejected_total", reason="corrupt") == 1
-    assert by_channel(emitted(log)) == by_channel(emitted(oracle_log))
+    assert by_channel(emitted(log)) == by_channel(emitted(oracle[0]))
 
 
 def test_a_snapshot_of_another_channel_is_rejected(oracle: tuple[MemoryLog, MemoryEventSink]) -> None:
-    oracle_log, _ = oracle
-
-    async def scenario() -> tuple[MemoryLog, Worker]:
-        log, sink = MemoryLog(), MemoryEventSink()
-        publish(log)
-        first = worker(log, sink)
-        await first.core.assigned(2)
-        await deliver(first, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 300), batch=25)
-        b_snapshot = [r for r in log.records("state") if r.key == b"B-2"][-1].value
-        log.append("state", b"A-1", b_snapshot)
-        second = worker(log, sink)
-        await second.core.assigned(2)
-        await deliver(second, log, dict.fromkeys(CHANNELS, 300), dict.fromkeys(CHANNELS, ROWS), batch=25)
-        await finish(second, log)
-        return log, second
-
-    log, second = asyncio.run(scenario())
+    log, second = restart_with_bad_snapshot(
+        lambda log: [r for r in log.records("state") if r.key == b"B-2"][-1].value
+    )
     assert second.value("tmstream_state_snapshots_rejected_total", reason="wrong_channel") == 1
-    assert by_channel(emitted(log)) == by_channel(emitted(oracle_log))
+    assert by_channel(emitted(log)) == by_channel(emitted(oracle[0]))
 
 
 def test_a_tombstone_resets_the_channel() -> None:
