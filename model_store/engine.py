@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -80,14 +81,21 @@ def _sigmoid(x: np.float32) -> np.float32:
 
 
 @njit(inline="always", fastmath=_MATH, error_model="numpy")
-def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, gate):
+def _gate(x: np.float32, hard: bool) -> np.float32:
+    """The recurrent activation: Keras 2's hard sigmoid (``hard``) or the sigmoid. ``hard`` is a
+    constant in each kernel (``_kernels``), so the choice is made at compile time."""
+    return _hard_sigmoid(x) if hard else _sigmoid(x)
+
+
+@njit(inline="always", fastmath=_MATH, error_model="numpy")
+def _unit_row(zi, zf, zg, zo, ai, af, ag, ao, step, c, h, hard):
     """One unit of one layer for every window of a segment: contiguous rows, so LLVM vectorises it
-    (``gate`` and ``step`` are constants once inlined; ``step`` 0 broadcasts the bias)."""
+    (``hard`` and ``step`` are constants once inlined; ``step`` 0 broadcasts the bias)."""
     for b in range(len(c)):
         k = b * step
-        cell = gate(zf[b] + af[k]) * c[b] + gate(zi[b] + ai[k]) * _tanh(zg[b] + ag[k])
+        cell = _gate(zf[b] + af[k], hard) * c[b] + _gate(zi[b] + ai[k], hard) * _tanh(zg[b] + ag[k])
         c[b] = cell
-        h[b] = gate(zo[b] + ao[k]) * _tanh(cell)
+        h[b] = _gate(zo[b] + ao[k], hard) * _tanh(cell)
 
 
 @njit(inline="always", fastmath=_MATH, error_model="numpy")
@@ -103,58 +111,10 @@ def _cell(z, add, col, broadcast, c, state, offset, hard):
         zi, zf, zg, zo = z[r], z[units + r], z[2 * units + r], z[3 * units + r]
         ai, af = add[r, col:], add[units + r, col:]
         ag, ao = add[2 * units + r, col:], add[3 * units + r, col:]
-        if hard and broadcast:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _hard_sigmoid)
-        elif hard:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _hard_sigmoid)
-        elif broadcast:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], _sigmoid)
+        if broadcast:  # a constant step in each loop: the bias broadcast, or a column per window
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 0, c[r], state[offset + r], hard)
         else:
-            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], _sigmoid)
-
-
-@njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
-def _forward(
-    projected, col, inputs, steps, width, first, upper, upper_index, offsets, dense, dense_bias, hard
-):
-    """Forward ``width`` windows ``steps`` rows from zero state; output[0] of each, float32.
-
-    Series: ``projected`` (4H0, rows) holds rows·W0 + b0; window b at step t is column
-    ``col + b + t``, and ``first`` is U0^T. Windows (``inputs`` (width, steps, F) not empty):
-    each step copies the rows into the state's feature rows, and ``first`` is [W0; U0]^T with
-    the bias in ``projected`` column ``col``. Layer k ≥ 1: [W_k; U_k]^T and its bias sit in
-    ``upper`` at ``upper_index[k - 1]`` = (start, 4H_k, inputs, bias start).
-
-    The whole step loop runs here, so a call costs the same per step whatever the width: no
-    interpreter between the BLAS calls (np.dot) and the gate kernel. That is what keeps a stream
-    of many channels with one new window each cheap.
-    """
-    features = offsets[0]
-    height = offsets[-1] + dense.shape[1]
-    windows = inputs.shape[0] > 0
-    state = np.zeros((height, width), np.float32)
-    cells = np.zeros((height, width), np.float32)
-    gates = np.empty(4 * height * width, np.float32)
-    units0 = first.shape[0] // 4
-    below = 0 if windows else features
-    for t in range(steps):
-        if windows:
-            for f in range(features):
-                for b in range(width):
-                    state[f, b] = inputs[b, t, f]
-        z = gates[: 4 * units0 * width].reshape((4 * units0, width))
-        np.dot(first, state[below : features + units0], z)
-        shift = 0 if windows else t
-        _cell(z, projected, col + shift, windows, cells[features : features + units0], state, features, hard)
-        for k in range(1, len(offsets)):
-            start, rows, columns, bias = upper_index[k - 1]
-            kernel = upper[start : start + rows * columns].reshape((rows, columns))
-            biases = upper[bias : bias + rows].reshape((rows, 1))
-            units = rows // 4
-            z = gates[: rows * width].reshape((rows, width))
-            np.dot(kernel, state[offsets[k - 1] : offsets[k - 1] + columns], z)
-            _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard)
-    return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
+            _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c[r], state[offset + r], hard)
 
 
 # the narrow path's dot products may sum in any order (vectorised along the inputs): ≤1e-6 apart
@@ -189,43 +149,97 @@ def _window_cell(z, add, c, h, hard):
     n = c.shape[0]
     zi, zf, zg, zo = z[:n], z[n : 2 * n], z[2 * n : 3 * n], z[3 * n :]
     ai, af, ag, ao = add[:n], add[n : 2 * n], add[2 * n : 3 * n], add[3 * n :]
-    if hard:
-        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _hard_sigmoid)
-    else:
-        _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, _sigmoid)
+    _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, hard)
 
 
-@njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
-def _forward_narrow(projected, steps, width, first, upper, upper_index, offsets, dense, dense_bias, hard):
-    """``_forward`` of a series for a few windows, laid out windows first.
+def _kernels(hard: bool) -> tuple[Any, Any]:
+    """``_forward`` and ``_forward_narrow`` for one recurrent activation, from one source.
 
-    ``projected`` (rows, 4H0) holds rows·W0 + b0; window b at step t reads row ``b + t``. The
-    state and cells are (windows, rows of ``_forward``'s state), so each window's h is contiguous
-    for ``_rows_dot`` and its gates run along its units.
+    ``hard`` is a closure constant: each activation gets kernels of its own, the gate inlined
+    and its branch folded away at compile time (numba caches both, keyed by the closure's
+    value). Gate kernels chosen by a run-time flag and not inlined cost 10-25% of the wide rate.
     """
-    height = offsets[-1] + dense.shape[1]
-    state = np.zeros((width, height), np.float32)
-    cells = np.zeros((width, height), np.float32)
-    z = np.empty((width, 4 * height), np.float32)
-    units0 = first.shape[0] // 4
-    start0 = offsets[0]
-    for t in range(steps):
-        _rows_dot(first, state, start0, z)
-        for b in range(width):
-            _window_cell(z[b, : 4 * units0], projected[b + t], cells[b, start0 : start0 + units0],
-                         state[b, start0 : start0 + units0], hard)  # fmt: skip
-        for k in range(1, len(offsets)):
-            start, rows, columns, bias = upper_index[k - 1]
-            kernel = upper[start : start + rows * columns].reshape((rows, columns))
-            low, high = offsets[k], offsets[k] + rows // 4
-            biases = upper[bias : bias + rows]
-            _rows_dot(kernel, state, offsets[k - 1], z)
+
+    @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
+    def _forward(projected, col, inputs, steps, width, first, upper, upper_index, offsets, dense, dense_bias):
+        """Forward ``width`` windows ``steps`` rows from zero state; output[0] of each, float32.
+
+        Series: ``projected`` (4H0, rows) holds rows·W0 + b0; window b at step t is column
+        ``col + b + t``, and ``first`` is U0^T. Windows (``inputs`` (width, steps, F) not empty):
+        each step copies the rows into the state's feature rows, and ``first`` is [W0; U0]^T with
+        the bias in ``projected`` column ``col``. Layer k ≥ 1: [W_k; U_k]^T and its bias sit in
+        ``upper`` at ``upper_index[k - 1]`` = (start, 4H_k, inputs, bias start).
+
+        The whole step loop runs here, so a call costs the same per step whatever the width: no
+        interpreter between the BLAS calls (np.dot) and the gate kernel. That is what keeps a
+        stream of many channels with one new window each cheap.
+        """
+        features = offsets[0]
+        height = offsets[-1] + dense.shape[1]
+        windows = inputs.shape[0] > 0
+        state = np.zeros((height, width), np.float32)
+        cells = np.zeros((height, width), np.float32)
+        gates = np.empty(4 * height * width, np.float32)
+        units0 = first.shape[0] // 4
+        below = 0 if windows else features
+        for t in range(steps):
+            if windows:
+                for f in range(features):
+                    for b in range(width):
+                        state[f, b] = inputs[b, t, f]
+            z = gates[: 4 * units0 * width].reshape((4 * units0, width))
+            np.dot(first, state[below : features + units0], z)
+            shift = 0 if windows else t
+            _cell(z, projected, col + shift, windows, cells[features : features + units0], state, features,
+                  hard)  # fmt: skip
+            for k in range(1, len(offsets)):
+                start, rows, columns, bias = upper_index[k - 1]
+                kernel = upper[start : start + rows * columns].reshape((rows, columns))
+                biases = upper[bias : bias + rows].reshape((rows, 1))
+                units = rows // 4
+                z = gates[: rows * width].reshape((rows, width))
+                np.dot(kernel, state[offsets[k - 1] : offsets[k - 1] + columns], z)
+                _cell(z, biases, 0, True, cells[offsets[k] : offsets[k] + units], state, offsets[k], hard)
+        return (np.dot(dense, state[offsets[-1] :]) + dense_bias)[0]
+
+    @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
+    def _forward_narrow(projected, steps, width, first, upper, upper_index, offsets, dense, dense_bias):
+        """``_forward`` of a series for a few windows, laid out windows first.
+
+        ``projected`` (rows, 4H0) holds rows·W0 + b0; window b at step t reads row ``b + t``. The
+        state and cells are (windows, rows of ``_forward``'s state), so each window's h is
+        contiguous for ``_rows_dot`` and its gates run along its units.
+        """
+        height = offsets[-1] + dense.shape[1]
+        state = np.zeros((width, height), np.float32)
+        cells = np.zeros((width, height), np.float32)
+        z = np.empty((width, 4 * height), np.float32)
+        units0 = first.shape[0] // 4
+        start0 = offsets[0]
+        for t in range(steps):
+            _rows_dot(first, state, start0, z)
             for b in range(width):
-                _window_cell(z[b, :rows], biases, cells[b, low:high], state[b, low:high], hard)
-    found = np.empty(width, np.float32)
-    for b in range(width):
-        found[b] = np.sum(dense[0] * state[b, offsets[-1] :]) + dense_bias
-    return found
+                _window_cell(z[b, : 4 * units0], projected[b + t], cells[b, start0 : start0 + units0],
+                             state[b, start0 : start0 + units0], hard)  # fmt: skip
+            for k in range(1, len(offsets)):
+                start, rows, columns, bias = upper_index[k - 1]
+                kernel = upper[start : start + rows * columns].reshape((rows, columns))
+                low, high = offsets[k], offsets[k] + rows // 4
+                biases = upper[bias : bias + rows]
+                _rows_dot(kernel, state, offsets[k - 1], z)
+                for b in range(width):
+                    _window_cell(z[b, :rows], biases, cells[b, low:high], state[b, low:high], hard)
+        found = np.empty(width, np.float32)
+        for b in range(width):
+            found[b] = np.sum(dense[0] * state[b, offsets[-1] :]) + dense_bias
+        return found
+
+    return _forward, _forward_narrow
+
+
+# (_forward, _forward_narrow) by recurrent activation: True is Keras 2's hard sigmoid (the 2018
+# models), False the sigmoid (models trained here); each compiled on first use
+_KERNELS = {hard: _kernels(hard) for hard in (True, False)}
 
 
 @dataclass(frozen=True)
@@ -276,16 +290,17 @@ class _Plan:
         """The ``width`` windows of ``span`` (width + steps - 1 rows): the input projected once per
         row, then the step loop, narrow (windows first) for at most ``narrow`` windows, else
         transposed."""
+        forward, forward_narrow = _KERNELS[self.hard]
         if width <= narrow:
             projected = np.dot(span, self.input_kernel_t.T) + self.first_bias[:, 0]
-            return _forward_narrow(
+            return forward_narrow(
                 projected, steps, width, self.first_recurrent_t, self.upper,
-                self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+                self.upper_index, self.offsets, self.dense, self.dense_bias,
             )  # fmt: skip
         projected = np.dot(self.input_kernel_t, span.T) + self.first_bias
-        return _forward(
+        return forward(
             projected, 0, _NO_INPUTS, steps, width, self.first_recurrent_t,
-            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias,
         )  # fmt: skip
 
     def windows(self, inputs: np.ndarray) -> np.ndarray:
@@ -293,9 +308,10 @@ class _Plan:
         is built per call, not kept: the worker scores series only, and with 82 models cached a
         kept copy cost 13 MB of its 512 MB."""
         stacked = np.hstack([self.input_kernel_t, self.first_recurrent_t])
-        return _forward(
+        forward, _ = _KERNELS[self.hard]
+        return forward(
             self.first_bias, 0, inputs, inputs.shape[1], inputs.shape[0], stacked,
-            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias, self.hard,
+            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias,
         )  # fmt: skip
 
 
