@@ -124,6 +124,20 @@ def assert_same_emissions(
     return figures
 
 
+def settled_emissions(
+    pipeline: Pipeline, expected: set[Emission], timeout: float, *, wait_on_redis: bool = False
+) -> dict[str, int]:
+    """Wait until the anomalies topic (or with ``wait_on_redis`` the Redis stream, the later sink
+    when Redis was away) holds every expected ``closed`` emission, then ``assert_same_emissions``."""
+    closed = sum(status == "closed" for _, status, _ in expected)
+    events = pipeline.redis_events if wait_on_redis else pipeline.topic_events
+    where = "closed events in Redis" if wait_on_redis else "closed events"
+    pipeline.wait_for(lambda: closed_count(events()) == closed, timeout, where)
+    return assert_same_emissions(
+        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
+    )
+
+
 def snapshot_rows(settings: Settings) -> dict[str, int]:
     """Per channel, the next row of its latest snapshot on the state topic: where a successor resumes.
 

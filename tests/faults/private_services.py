@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from tests.integration.conftest import free_port
 from tmstream.ground.settings import Settings, load_settings
@@ -26,6 +27,20 @@ def start_and_wait(service: KafkaService | RedisService, timeout: float) -> floa
     return time.monotonic() - started
 
 
+Service = TypeVar("Service", KafkaService, RedisService)
+
+
+@contextmanager
+def running(service: Service, timeout: float) -> Iterator[Service]:
+    """The service checked, started and answering within ``timeout`` s; stopped on the way out."""
+    service.preflight()
+    start_and_wait(service, timeout)
+    try:
+        yield service
+    finally:
+        service.process.stop()
+
+
 @contextmanager
 def private_kafka(folder: Path, **kafka: object) -> Iterator[KafkaService]:
     settings: Settings = load_settings(
@@ -35,13 +50,8 @@ def private_kafka(folder: Path, **kafka: object) -> Iterator[KafkaService]:
             "kafka": {"port": free_port(), "controller_port": free_port(), **kafka},
         }
     )
-    service = KafkaService(settings)
-    service.preflight()
-    start_and_wait(service, 120)
-    try:
+    with running(KafkaService(settings), 120) as service:
         yield service
-    finally:
-        service.process.stop()
 
 
 @contextmanager
@@ -49,10 +59,5 @@ def private_redis(folder: Path, **redis: object) -> Iterator[RedisService]:
     settings = load_settings(
         {"environment": "testing", "state_dir": str(folder), "redis": {"port": free_port(), **redis}}
     )
-    service = RedisService(settings)
-    service.preflight()
-    start_and_wait(service, 20)
-    try:
+    with running(RedisService(settings), 20) as service:
         yield service
-    finally:
-        service.process.stop()

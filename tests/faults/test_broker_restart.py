@@ -12,13 +12,11 @@ import time
 import pytest
 
 from tests.faults.pipeline_checks import (
-    assert_same_emissions,
-    closed_count,
-    emissions_of,
     expected_emissions,
     only_channels,
     paced_replay,
     rows_of,
+    settled_emissions,
 )
 from tests.faults.private_services import private_kafka, start_and_wait
 
@@ -54,14 +52,7 @@ def test_broker_restart_mid_replay_loses_and_repeats_nothing(pipeline, tmp_path)
             180,
             "every point scored",
         )
-        pipeline.wait_for(
-            lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
-            120,
-            "closed events",
-        )
-        figures = assert_same_emissions(
-            emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
-        )
+        figures = settled_emissions(pipeline, expected, 120)
         assert pipeline.workers["w1"].poll() is None, "the worker survived the outage"
         assert pipeline.metric("w1", "tmstream_points_consumed_total") == rows
         assert pipeline.metric("w1", "tmstream_points_scored_total") == rows - settings.model.l_s

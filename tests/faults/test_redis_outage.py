@@ -11,13 +11,11 @@ import time
 import pytest
 
 from tests.faults.pipeline_checks import (
-    assert_same_emissions,
-    closed_count,
-    emissions_of,
     expected_emissions,
     only_channels,
     paced_replay,
     rows_of,
+    settled_emissions,
 )
 from tests.faults.private_services import private_redis, start_and_wait
 
@@ -51,14 +49,7 @@ def test_redis_outage_delays_events_and_loses_none(pipeline, tmp_path) -> None:
         pipeline.wait_for(
             lambda: pipeline.metric("w1", "tmstream_points_scored_total") == total, 180, "every point scored"
         )
-        pipeline.wait_for(
-            lambda: closed_count(pipeline.redis_events()) == sum(s == "closed" for _, s, _ in expected),
-            120,
-            "closed events in Redis",
-        )
-        figures = assert_same_emissions(
-            emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
-        )
+        figures = settled_emissions(pipeline, expected, 120, wait_on_redis=True)
         retries = pipeline.metric("w1", "tmstream_sink_retries_total", sink="redis")
         assert retries > 0
         assert pipeline.metric("w1", "tmstream_anomaly_events_emitted_total", sink="redis") == len(expected)

@@ -13,13 +13,11 @@ import subprocess
 import pytest
 
 from tests.faults.pipeline_checks import (
-    assert_same_emissions,
-    closed_count,
-    emissions_of,
     expected_emissions,
     only_channels,
     paced_replay,
     rows_of,
+    settled_emissions,
 )
 
 pytestmark = pytest.mark.fault
@@ -58,14 +56,7 @@ def test_killed_replay_resumes_without_gap_or_duplicate(pipeline) -> None:
     assert summary["points"] == {CHANNEL: rows - delivered}
     assert topic_indices(pipeline) == list(range(rows))
 
-    pipeline.wait_for(
-        lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
-        120,
-        "closed events",
-    )
-    figures = assert_same_emissions(
-        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
-    )
+    figures = settled_emissions(pipeline, expected, 120)
     assert pipeline.metric("w1", "tmstream_points_consumed_total") == rows
     assert pipeline.metric("w1", "tmstream_points_scored_total") == rows - settings.model.l_s
     assert pipeline.metric("w1", "tmstream_dead_letters_total") == 0

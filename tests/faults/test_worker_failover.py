@@ -13,13 +13,11 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from tests.faults.pipeline_checks import (
-    assert_same_emissions,
-    closed_count,
-    emissions_of,
     expected_emissions,
     only_channels,
     paced_replay,
     rows_of,
+    settled_emissions,
     snapshot_rows,
 )
 
@@ -69,14 +67,7 @@ def test_survivor_takes_over_without_losing_or_repeating_an_emission(pipeline) -
     pipeline.wait_for(
         lambda: scored(pipeline, survivor, "P-1") == rows["P-1"] - resumed, 240, "P-1 scored by the survivor"
     )
-    pipeline.wait_for(
-        lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
-        60,
-        "closed events",
-    )
-    figures = assert_same_emissions(
-        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
-    )
+    figures = settled_emissions(pipeline, expected, 60)
     assert scored(pipeline, survivor, "D-14") == rows["D-14"] - l_s
     assert scored(pipeline, survivor, "P-1") == rows["P-1"] - resumed
     print(f"failover: {figures}, victim scored P-1 ≥{victim_scored:.0f} (snapshot at row {resumed}), "

@@ -12,13 +12,11 @@ import signal
 import pytest
 
 from tests.faults.pipeline_checks import (
-    assert_same_emissions,
-    closed_count,
-    emissions_of,
     expected_emissions,
     only_channels,
     paced_replay,
     rows_of,
+    settled_emissions,
     snapshot_rows,
 )
 
@@ -54,14 +52,7 @@ def test_restart_with_an_empty_state_folder_changes_no_emission(pipeline) -> Non
     pipeline.wait_for(
         lambda: pipeline.metric("w1", "tmstream_points_scored_total") == rows - resumed, 180, "all scored"
     )
-    pipeline.wait_for(
-        lambda: closed_count(pipeline.topic_events()) == sum(s == "closed" for _, s, _ in expected),
-        60,
-        "closed events",
-    )
-    figures = assert_same_emissions(
-        emissions_of(pipeline.topic_events()), emissions_of(pipeline.redis_events()), expected
-    )
+    figures = settled_emissions(pipeline, expected, 60)
     assert pipeline.metric("w1", "tmstream_points_scored_total") == rows - resumed
     print(f"state-loss: {figures}, scored before kill ≥{scored_before:.0f}, resumed at {resumed}, "
           f"scored after restart {rows - resumed}")  # fmt: skip

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -90,16 +91,9 @@ class Pipeline:
 
     @property
     def settings(self) -> Settings:
-        saved = {key: os.environ.get(key) for key in self.env}
-        os.environ.update(self.env)
-        try:
+        """The settings the pipeline's processes see (its variables over this process's)."""
+        with mock.patch.dict(os.environ, self.env):
             return load_settings()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def topic(self, channel: str, spacecraft: str) -> str:
         return f"telemetry.r{self.run_id}.{channel}"
