@@ -47,8 +47,8 @@ def connect_with_retries(
     started = time.monotonic()
     servers = settings.kafka.bootstrap_servers
 
-    def failed(exc: BaseException, attempt: int) -> None:
-        log.info(
+    def failed(exc: BaseException, attempt: int) -> None:  # DEBUG: the user gets the one error line
+        log.debug(
             "%s: no Kafka broker at %s (attempt %d/%d): %s", what, servers, attempt, policy.attempts, exc
         )
 
