@@ -4,6 +4,10 @@ Third-party libraries log their own internals: kafka-python warns about slow sel
 per-attempt connection failures, MLflow and alembic about migrations, TensorFlow's C++ core prints
 info lines at import. The CLI reports a failure as one typed error, so those lines are noise unless
 ``DEBUG`` asks for them; below DEBUG each library is held at its floor here.
+
+At DEBUG those libraries log their whole configuration, credentials included (kafka-python's
+"Starting KafkaAdminClient with configuration: {... 'sasl_plain_password': ...}"): every record
+is redacted where it is made (a record factory, so the handlers Faust adds are covered too).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import importlib.abc
 import importlib.machinery
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,6 +39,37 @@ THIRD_PARTY_FLOORS = {
     "absl": logging.ERROR,
 }
 TF_QUIET = "2"  # TF_CPP_MIN_LOG_LEVEL: TensorFlow's C++ core logs errors only
+# 'sasl_plain_password': 'x', password="x", token=x (a dict's repr, keyword arguments, settings)
+SECRET_FIELD = re.compile(
+    r"""(?P<name>['"]?\w*(?:password|passwd|secret|token)\w*['"]?\s*[:=]\s*)(?P<value>'[^']*'|"[^"]*"|[^\s,})]+)""",
+    re.IGNORECASE,
+)
+URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@", re.IGNORECASE)
+REDACTED = "'**********'"
+
+
+def redact(message: str) -> str:
+    """``message`` with the values of password-, secret- and token-named fields and the
+    passwords in URLs replaced."""
+    message = SECRET_FIELD.sub(lambda m: m["name"] + REDACTED, message)
+    return URL_CREDENTIALS.sub(lambda m: m["head"] + "**********@", message)
+
+
+def _install_redaction() -> None:
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "redacts", False):
+        return
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    make_record.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_record)
 
 
 def configure_logging(level: str, *, flag: bool = False) -> None:
@@ -44,6 +80,7 @@ def configure_logging(level: str, *, flag: bool = False) -> None:
     TensorFlow is imported; one the user set is kept.
     """
     number = logging.getLevelName(level)
+    _install_redaction()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format=FORMAT)

@@ -110,3 +110,36 @@ def test_tensorflows_load_time_lines_only_at_debug(level: str, shown: bool) -> N
     assert result.returncode == 0, result.stderr[-2000:]
     assert ("oneDNN" in result.stderr) is shown and ("absl::InitializeLog" in result.stderr) is shown
     assert importlib.util.find_spec("numpy") is not None  # other imports untouched
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        (  # kafka-python at DEBUG: its whole configuration
+            "Starting KafkaAdminClient with configuration: {'bootstrap_servers': '127.0.0.1:1', "
+            "'sasl_plain_username': 'worker', 'sasl_plain_password': 'kafka-5c501', 'client_id': 'admin'}",
+            "kafka-5c501",
+        ),
+        ("connecting to redis://tmstream:r3dis-s3cret@127.0.0.1:6379/0", "r3dis-s3cret"),
+        ("Settings(password=SecretStr('**'), token=abc123, x=1)", "abc123"),
+        ('{"api_secret": "s3 cr3t"}', "s3 cr3t"),
+    ],
+)
+def test_credentials_are_redacted_in_every_handler_even_at_debug(message: str, secret: str) -> None:
+    """Handlers added after the CLI configured logging (Faust adds its own) are covered too."""
+    configure_logging("DEBUG")
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    handler = Collect()
+    logger = logging.getLogger("kafka.admin.client")
+    logger.addHandler(handler)
+    try:
+        logger.debug("%s", message)
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == 1 and secret not in seen[0] and "**********" in seen[0], seen
+    assert "username" not in message or "worker" in seen[0]  # only the secret goes
