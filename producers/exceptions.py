@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from tmstream.ground.exceptions import TmstreamError
 
-MessageReason = Literal["malformed_json", "wrong_schema", "invalid_fields", "nan_or_inf", "wrong_width"]
+MessageReason = Literal[
+    "malformed_json", "wrong_schema", "invalid_fields", "nan_or_inf", "out_of_range", "wrong_width"
+]
 
 
 class ProducerError(TmstreamError):

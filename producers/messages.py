@@ -121,6 +121,19 @@ def message_prefix(channel: str, spacecraft: str) -> bytes:
     return head[: -len(b"0}")]
 
 
+# The worker keeps rows as float32 (the engine's input): from here on a value rounds to inf there
+# (float32's max plus half its last step), so it is no more a reading than NaN is.
+FLOAT32_LIMIT = (2 - 2**-24) * 2.0**127
+
+
+def out_of_range_detail(values: Sequence[float]) -> str | None:
+    """Why a finite row cannot be scored (the first value past float32), or None."""
+    for position, value in enumerate(values):
+        if abs(value) >= FLOAT32_LIMIT:
+            return f"value {position} is {value!r}, beyond float32 (±{FLOAT32_LIMIT:.6g})"
+    return None
+
+
 def non_finite_detail(values: Sequence[float]) -> str | None:
     """Why a row may not be sent (the first NaN/inf), or None when every value is finite."""
     for position, value in enumerate(values):

@@ -24,7 +24,13 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from producers.exceptions import MessageError, MessageReason, PublishError
-from producers.messages import encode_points, message_prefix, non_finite_detail
+from producers.messages import (
+    FLOAT32_LIMIT,
+    encode_points,
+    message_prefix,
+    non_finite_detail,
+    out_of_range_detail,
+)
 from producers.metrics import PRODUCER_METRICS, ChannelDelivery, PublisherStats
 from producers.registry import ChannelRegistry
 from tmstream.ground.settings import Settings
@@ -233,7 +239,8 @@ class TelemetryPublisher:
 def check_rows(
     channel: str, start_index: int, rows: RowsLike, features: int
 ) -> tuple[list[Any], list[RejectedRow]]:
-    """Rows as lists of floats plus the rejected ones (wrong width, NaN/inf), vectorised for arrays."""
+    """Rows as lists of floats plus the rejected ones (wrong width, NaN/inf, past float32),
+    vectorised for arrays."""
     if isinstance(rows, np.ndarray) and rows.ndim == 2:
         return _checked_array(channel, start_index, rows, features)
     lists = [list(map(float, row)) for row in rows]
@@ -245,6 +252,8 @@ def check_rows(
             )
         elif (detail := non_finite_detail(values)) is not None:
             rejected.append(RejectedRow(channel, index, "nan_or_inf", detail))
+        elif (detail := out_of_range_detail(values)) is not None:
+            rejected.append(RejectedRow(channel, index, "out_of_range", detail))
     return lists, rejected
 
 
@@ -255,9 +264,14 @@ def _checked_array(
     if rows.shape[1] != features:
         detail = f"{rows.shape[1]} values, expected {features}"
         return [], [RejectedRow(channel, start_index + i, "wrong_width", detail) for i in range(len(rows))]
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
-    rejected = [
-        RejectedRow(channel, start_index + int(i), "nan_or_inf", non_finite_detail(rows[i].tolist()) or "")
-        for i in bad
-    ]
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~(np.abs(rows) < FLOAT32_LIMIT).all(axis=1))  # NaN compares False
+    rejected = []
+    for i in bad:
+        values = rows[i].tolist()
+        if (non_finite := non_finite_detail(values)) is not None:
+            rejected.append(RejectedRow(channel, start_index + int(i), "nan_or_inf", non_finite))
+        else:
+            beyond = out_of_range_detail(values) or ""
+            rejected.append(RejectedRow(channel, start_index + int(i), "out_of_range", beyond))
     return rows.tolist(), rejected

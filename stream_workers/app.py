@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import faust
 import numpy as np
@@ -40,10 +41,25 @@ from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 
 
 def _partition(tp: TP) -> Partition:
     return Partition(tp.topic, tp.partition)
+
+
+def _stop_unacknowledged(records: list[RecordRef]) -> NoReturn:
+    """A batch the core could not finish (a sink past its retries, a broker read past its
+    deadline): exit at once, before Faust acknowledges it (it would commit the offsets in the
+    ``finally`` of its take buffer, and the batch's alarms would be lost). The group hands the
+    partitions to a live worker, or to this one when its supervisor restarts it, and the
+    recovery protocol re-derives the batch; the sinks drop what was already emitted."""
+    first = records[0] if records else None
+    where = f" from {first.topic}[{first.partition}]@{first.offset}" if first else ""
+    log.critical("batch of %d records%s failed; exiting (%d) without acknowledging it",
+                 len(records), where, EXIT_BATCH_FAILED, exc_info=True)  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 class ScoringWorker:
@@ -127,13 +143,17 @@ class ScoringWorker:
                     RecordRef(m.topic, m.partition, m.offset, m.key, m.value)
                     for m in (event.message for event in events)
                 ]
-                await core.process(records)
+                try:
+                    await core.process(records)
+                except Exception:
+                    _stop_unacknowledged(records)
 
         def highwater(partition: Partition) -> int | None:
             return app.consumer.highwater(TP(partition.topic, partition.partition))
 
         async def on_assigned(worker_app: faust.App, assigned: set[TP], **_: Any) -> None:
-            await core.assigned(len(worker_app.consumer.assignment()))
+            assignment = worker_app.consumer.assignment()
+            await core.assigned(len(assignment), {tp.topic for tp in assignment})
 
         async def on_revoked(worker_app: faust.App, revoked: set[TP], **_: Any) -> None:
             await core.revoked(_partition(tp) for tp in revoked)

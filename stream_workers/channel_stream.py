@@ -14,19 +14,27 @@ from __future__ import annotations
 import json
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import ChannelThresholdState, Detection
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+# A snapshot holds l_s rows, a few thousand times and errors: tens of kB. Far more than this is
+# not one of ours (and a zlib bomb must not take the worker's memory).
+MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+RejectReason = Literal["corrupt", "too_large", "version", "wrong_channel", "params_changed", "implausible"]
 
 
 class SnapshotError(ValueError):
-    """A snapshot that cannot be restored (corrupt, truncated, another version)."""
+    """A snapshot that cannot be restored; ``reason`` names the check it failed (a metric label)."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: RejectReason = reason
 
 
 @dataclass
@@ -52,7 +60,12 @@ class ChannelStream:
     params: ThresholdParameters
     model_version: str = ""
     next_index: int | None = None
+    # the last record taken, by topic, partition and offset: offsets are only comparable within
+    # one partition (a partition-count increase or a topic override moves a channel)
+    topic: str = ""
+    partition: int = -1
     last_offset: int = -1
+    epoch: int = 0  # how many times the source restarted its index (part of the event ids)
     history: list[np.ndarray] = field(default_factory=list)  # float32 rows: what the engine reads
     pending: int = 0
     times: deque[int] = field(default_factory=deque)
@@ -62,6 +75,17 @@ class ChannelStream:
     @property
     def time_capacity(self) -> int:
         return self.params.window_length + 2 * self.params.batch_size + self.params.l_s
+
+    def is_redelivery(self, topic: str, partition: int, offset: int) -> bool:
+        """A record at or before the last one taken from the same partition."""
+        return (topic, partition) == (self.topic, self.partition) and offset <= self.last_offset
+
+    def take_position(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.last_offset = topic, partition, offset
+
+    @property
+    def last_time_ms(self) -> int | None:
+        return self.times[-1] if self.times else None
 
     def append(self, index: int, values: list[float], event_time_ms: int, offset: int) -> None:
         """Add an accepted row (index == next_index, or the channel's first row)."""
@@ -91,13 +115,14 @@ class ChannelStream:
 
     def detect(self, work: ScoringWork, predictions: np.ndarray, model_version: str) -> list[Detection]:
         """Feed predictions for ``work`` to the threshold detector; returns its detections."""
+        detections: list[Detection] = []
         if self.threshold is None or model_version != self.model_version:
             self.model_version = model_version
             if self.threshold is None:
                 self.threshold = ChannelThresholdState(self.channel, model_version, self.params)
-            else:
+            else:  # a new champion: its anomalies get its ids, so the old ones are closed here
+                detections += self.threshold.close_open("model_changed")
                 self.threshold.model_version = model_version
-        detections: list[Detection] = []
         for offset, (prediction, actual) in enumerate(zip(predictions, work.actuals, strict=True)):
             detections += self.threshold.update(work.first_index + offset, float(prediction), float(actual))
         return detections
@@ -116,7 +141,11 @@ class ChannelStream:
             "features": self.features,
             "model_version": self.model_version,
             "next_index": self.next_index,
+            "topic": self.topic,
+            "partition": self.partition,
             "last_offset": self.last_offset,
+            "epoch": self.epoch,
+            "params": asdict(self.params),
             "history": [row.tolist() for row in self.history],
             "pending": self.pending,
             "times": list(self.times),
@@ -126,13 +155,26 @@ class ChannelStream:
         return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 3)
 
     @classmethod
-    def restore(cls, payload: bytes, params: ThresholdParameters) -> ChannelStream:
-        """The stream a snapshot holds; ``SnapshotError`` when it cannot be read back."""
+    def restore(
+        cls, payload: bytes, params: ThresholdParameters, channel: str, features: int
+    ) -> ChannelStream:
+        """The stream a snapshot of ``channel`` holds, checked against what this worker runs;
+        ``SnapshotError`` when it cannot be used (the worker then rebuilds from the topic)."""
         try:
-            state = json.loads(zlib.decompress(payload))
+            inflater = zlib.decompressobj()
+            text = inflater.decompress(payload, MAX_SNAPSHOT_BYTES)
+            if inflater.unconsumed_tail:
+                raise SnapshotError("too_large", f"channel {channel}: over {MAX_SNAPSHOT_BYTES} bytes")
+            state = json.loads(text)
             version = state.pop("version")
             if version != SNAPSHOT_VERSION:
-                raise SnapshotError(f"unsupported channel snapshot version {version!r}")
+                raise SnapshotError("version", f"channel {channel}: snapshot version {version!r}")
+            if (state["channel"], state["features"]) != (channel, features):
+                found = f"{state['channel']!r} width {state['features']}"
+                detail = f"channel {channel} width {features}: a snapshot of {found}"
+                raise SnapshotError("wrong_channel", detail)
+            if state.pop("params") != asdict(params):
+                raise SnapshotError("params_changed", f"channel {channel}: other threshold parameters")
             threshold = state.pop("threshold")
             times = deque(state.pop("times"))
             state["history"] = [np.array(row, dtype=np.float32) for row in state["history"]]
@@ -141,5 +183,33 @@ class ChannelStream:
         except SnapshotError:
             raise
         except (zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SnapshotError(f"unreadable channel snapshot: {type(exc).__name__}: {exc}") from exc
+            detail = f"channel {channel}: unreadable snapshot: {type(exc).__name__}: {exc}"
+            raise SnapshotError("corrupt", detail) from exc
+        stream._check_plausible()
         return stream
+
+    def _check_plausible(self) -> None:
+        """The invariants ``append`` and ``take_work`` keep; a snapshot that breaks one was not
+        written by them (poisoned, or from a bug) and would score garbage or silence the channel."""
+        problems = []
+        if self.next_index is None:
+            problems.append("no rows")
+        elif self.next_index < 0 or self.first_time_index < 0 or self.first_time_index > self.next_index:
+            problems.append(f"next_index {self.next_index}, first_time_index {self.first_time_index}")
+        if not 0 <= self.pending <= len(self.history) or len(self.history) > self.params.l_s + self.pending:
+            problems.append(f"{len(self.history)} rows with {self.pending} pending")
+        if any(row.shape != (self.features,) or not np.isfinite(row).all() for row in self.history):
+            problems.append("rows of the wrong width or not finite")
+        if len(self.times) > self.time_capacity or self.last_offset < 0 or self.partition < 0:
+            problems.append(f"{len(self.times)} times, offset {self.last_offset}, partition {self.partition}")
+        threshold = self.threshold
+        if threshold is not None and (
+            threshold.channel != self.channel
+            or threshold.first_row is None
+            or self.next_index is None
+            or threshold.first_row + threshold.count > self.next_index
+        ):
+            problems.append("a threshold state ahead of the rows or of another channel")
+        if problems:
+            detail = f"channel {self.channel}: implausible snapshot: {'; '.join(problems)}"
+            raise SnapshotError("implausible", detail)

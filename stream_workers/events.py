@@ -1,8 +1,9 @@
 """Anomaly events (``tmstream.anomaly.v1``): what alert consumers, Redis and work orders receive.
 
-An event's ``event_id`` is deterministic — a hash of channel, start index and model version — so
-the same anomaly gets the same id after a restart, a rebalance or a replay; ``emission_key`` adds
-the status and end index and names one emission, which every sink writes at most once.
+An event's ``event_id`` is deterministic — a hash of channel, start index, model version and (after
+a source restarted its index) the stream epoch — so the same anomaly gets the same id after a
+restart, a rebalance or a replay; ``emission_key`` adds the status and end index and names one
+emission, which every sink writes at most once. A ``closed`` emission says why in ``close_reason``.
 
 ``AnomalyEvent.to_bytes`` is the one encoder of the event on the wire (the topic and Redis sinks
 both send it) and ``from_bytes`` the decoder, strict so that whatever ``schemas/anomaly.v1.json``
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 from pydantic_core import InitErrorDetails
 
-from stream_workers.thresholding.streaming import Detection
+from stream_workers.thresholding.streaming import CloseReason, Detection
 from tmstream.ground.resources import packaged
 
 ANOMALY_SCHEMA = "tmstream.anomaly.v1"
@@ -57,9 +58,10 @@ def severity_of(score: float, subsystem: str) -> Severity:
     return "warning" if score >= 0.2 else "info"
 
 
-def event_id_for(channel: str, start_index: int, model_version: str) -> str:
-    digest = hashlib.sha256(f"{channel}|{start_index}|{model_version}".encode()).hexdigest()
-    return digest[:24]
+def event_id_for(channel: str, start_index: int, model_version: str, stream_epoch: int = 0) -> str:
+    """Epoch 0 (a stream that never restarted its index) keeps the ids of earlier releases."""
+    name = f"{channel}|{start_index}|{model_version}" + (f"|{stream_epoch}" if stream_epoch else "")
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 class AnomalyEvent(BaseModel):
@@ -89,6 +91,8 @@ class AnomalyEvent(BaseModel):
     model_version: str
     detected_at_ms: int
     status: Status
+    close_reason: CloseReason | None = None
+    stream_epoch: int = Field(0, ge=0)
 
     @property
     def emission_key(self) -> str:
@@ -117,10 +121,11 @@ class AnomalyEvent(BaseModel):
         start_time_ms: int,
         end_time_ms: int,
         detected_at_ms: int,
+        stream_epoch: int = 0,
     ) -> AnomalyEvent:
         subsystem = subsystem_of(detection.channel)
         return cls(
-            event_id=event_id_for(detection.channel, detection.start, detection.model_version),
+            event_id=event_id_for(detection.channel, detection.start, detection.model_version, stream_epoch),
             channel=detection.channel,
             spacecraft=spacecraft,
             subsystem=subsystem,
@@ -136,6 +141,8 @@ class AnomalyEvent(BaseModel):
             model_version=detection.model_version,
             detected_at_ms=detected_at_ms,
             status=detection.status,
+            close_reason=detection.close_reason,
+            stream_epoch=stream_epoch,
         )
 
 

@@ -17,13 +17,15 @@ from kafka.structs import TopicPartition
 from producers.registry import ChannelRegistry, required_topics
 from stream_workers.ports import Partition, RecordRef
 from tmstream.ground.settings import Settings
-from tmstream.ground.topic_reader import read_range, read_topic
+from tmstream.ground.topic_reader import end_offset, read_range, read_topic
 from tmstream.ground.topics import admin_client, connect_admin, ensure_topics
 
 
 def record_ref(record: ConsumerRecord) -> RecordRef:
     headers = tuple((name, value) for name, value in record.headers or [])
-    return RecordRef(record.topic, record.partition, record.offset, record.key, record.value, headers)
+    return RecordRef(
+        record.topic, record.partition, record.offset, record.key, record.value, headers, record.timestamp
+    )
 
 
 class KafkaTopicReader:
@@ -36,8 +38,11 @@ class KafkaTopicReader:
         tp = TopicPartition(partition.topic, partition.partition)
         return [record_ref(record) for record in read_range(self.settings, {tp: (start, stop)})]
 
-    def read_topic(self, topic: str) -> Iterator[RecordRef]:
-        return (record_ref(record) for record in read_topic(self.settings, topic))
+    def read_topic(self, topic: str, since_ms: int | None = None) -> Iterator[RecordRef]:
+        return (record_ref(record) for record in read_topic(self.settings, topic, since_ms))
+
+    def end_offset(self, partition: Partition) -> int:
+        return end_offset(self.settings, TopicPartition(partition.topic, partition.partition))
 
 
 class FaustRecordSender:

@@ -20,7 +20,8 @@ T = TypeVar("T")
 class RecordRef:
     """A raw Kafka record and where it came from; the dead-letter topic keeps all of it.
 
-    ``value`` is None for a tombstone (a compacted topic's delete marker).
+    ``value`` is None for a tombstone (a compacted topic's delete marker); ``timestamp_ms`` is the
+    broker's record time (-1 where unknown).
     """
 
     topic: str
@@ -29,6 +30,7 @@ class RecordRef:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = -1
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,20 @@ class RecordSender(Protocol):
 
 
 class TopicReader(Protocol):
-    """Reads records outside the consumer group (blocking: the core runs it off the event loop)."""
+    """Reads records outside the consumer group (blocking: the core runs it off the event loop);
+    every read has a deadline and raises rather than hang."""
 
     def read_range(self, partition: Partition, start: int, stop: int) -> list[RecordRef]:
         """Records of ``partition`` from offset ``start`` up to ``stop`` (exclusive)."""
         ...
 
-    def read_topic(self, topic: str) -> Iterable[RecordRef]:
-        """Every record now on ``topic``, all partitions."""
+    def read_topic(self, topic: str, since_ms: int | None = None) -> Iterable[RecordRef]:
+        """Every record now on ``topic``, all partitions; with ``since_ms``, from the first record
+        of each partition stamped at or after it."""
+        ...
+
+    def end_offset(self, partition: Partition) -> int:
+        """The offset the next record of ``partition`` will get."""
         ...
 
 

@@ -19,12 +19,12 @@ from model_store.exceptions import ModelNotFound, ModelStoreError
 from model_store.weights import LstmWeights
 from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError
-from producers.messages import TelemetryMessage
+from producers.messages import TelemetryMessage, out_of_range_detail
 from stream_workers.channel_stream import ChannelStream, ScoringWork
 from stream_workers.events import AnomalyEvent
 from stream_workers.ports import MetricsPort, RecordRef
 from stream_workers.thresholding.parameters import ThresholdParameters
-from stream_workers.thresholding.streaming import Detection
+from stream_workers.thresholding.streaming import CloseReason, Detection
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class StreamScorer:
         self.latest: dict[str, dict[str, float | int | str]] = {}
         self.last_seen: dict[str, float] = {}
         self.counted: dict[str, set[str]] = {}  # event ids counted as opened, by channel
+        self.retired: list[tuple[ChannelStream, CloseReason]] = []  # replaced, to score and close
 
     def accept(self, record: RecordRef) -> DeadLetter | None:
         """Validate one record and add its row to its channel; a bad record becomes a dead letter."""
@@ -89,34 +90,58 @@ class StreamScorer:
         spec = self.channel_spec(channel)
         if spec is None:
             return DeadLetter("unknown_channel", f"channel {channel!r} is not in the registry", record)
+        if record.topic != spec.topic:
+            detail = f"channel {channel} on topic {record.topic!r}; its topic is {spec.topic!r}"
+            return DeadLetter("wrong_topic", detail, record)
         if len(message.values) != spec.features:
             detail = f"channel {channel}: {len(message.values)} values, expected {spec.features}"
             return DeadLetter("wrong_width", detail, record)
         if not all(math.isfinite(v) for v in message.values):
             return DeadLetter("nan_or_inf", f"channel {channel} index {message.index}", record)
+        if (beyond := out_of_range_detail(message.values)) is not None:
+            return DeadLetter("out_of_range", f"channel {channel} index {message.index}: {beyond}", record)
         stream = self.streams.get(channel)
+        if stream is not None and stream.features != spec.features:  # the registry changed its width
+            stream = self._restart(stream, "stream_restarted", stream.epoch + 1)
         if stream is None:
             stream = self.streams[channel] = ChannelStream(
                 channel, message.spacecraft, spec.features, self.params
             )
             self.metrics.channel_started(message.spacecraft, channel)
         labels = (stream.spacecraft, channel)
-        if record.offset <= stream.last_offset:
+        if stream.is_redelivery(record.topic, record.partition, record.offset):
             self.metrics.point_redelivered(*labels)
             return None
         if stream.next_index is not None and message.index < stream.next_index:
-            reason = "duplicate_index" if message.index == stream.next_index - 1 else "out_of_order_index"
-            detail = f"channel {channel}: index {message.index}, expected {stream.next_index}"
-            stream.last_offset = record.offset
-            return DeadLetter(reason, detail, record)
-        if stream.next_index is not None and message.index > stream.next_index:
+            last_time = stream.last_time_ms
+            if last_time is None or message.event_time_ms <= last_time:  # the same rows again
+                reason = "duplicate_index" if message.index == stream.next_index - 1 else "out_of_order_index"
+                detail = f"channel {channel}: index {message.index}, expected {stream.next_index}"
+                stream.take_position(record.topic, record.partition, record.offset)
+                return DeadLetter(reason, detail, record)
+            # a later time with an earlier index: the source restarted its counter (a replay
+            # --loop, a re-run without --resume): a new stream epoch, scored like the first
+            log.info("channel %s: index restarted at %d (was %d): stream epoch %d", channel,
+                     message.index, stream.next_index, stream.epoch + 1)  # fmt: skip
             self.metrics.stream_reset(*labels)
-            stream = self.streams[channel] = ChannelStream(
-                channel, message.spacecraft, spec.features, self.params
-            )
+            stream = self._restart(stream, "stream_restarted", stream.epoch + 1)
+        elif stream.next_index is not None and message.index > stream.next_index:
+            log.info("channel %s: rows %d-%d never arrived; detection restarts", channel,
+                     stream.next_index, message.index - 1)  # fmt: skip
+            self.metrics.stream_reset(*labels)
+            stream = self._restart(stream, "stream_gap", stream.epoch)
         self.metrics.point_consumed(*labels)
         stream.append(message.index, message.values, message.event_time_ms, record.offset)
+        stream.take_position(record.topic, record.partition, record.offset)
         return None
+
+    def _restart(self, stream: ChannelStream, reason: CloseReason, epoch: int) -> ChannelStream:
+        """A fresh stream for the channel; the old one is scored and closed with ``reason`` in the
+        next ``score`` (its pending rows are not lost, its open anomalies not left open)."""
+        self.retired.append((stream, reason))
+        fresh = ChannelStream(stream.channel, stream.spacecraft, stream.features, self.params, epoch=epoch)
+        self.streams[stream.channel] = fresh
+        return fresh
 
     def pending_windows(self) -> int:
         return sum(stream.pending for stream in self.streams.values())
@@ -126,30 +151,51 @@ class StreamScorer:
 
         All channels' windows go to the engine in one ``predict_series_many`` call (channels of
         one architecture share its step loop), then each channel's thresholds are updated. A
-        channel whose model is missing, does not fit or fails is left unscored alone.
+        channel whose model is missing, does not fit or fails, or whose scoring fails in any other
+        way, is left unscored alone (counted, its open anomalies closed); the others go on.
+        Streams replaced since the last call are scored first, then closed.
         Runs off the event loop: the engine's kernels release the GIL.
         """
         started = time.perf_counter()
         windows = 0
+        retired, self.retired = self.retired, []
+        candidates: list[tuple[ChannelStream, CloseReason | None]] = [
+            *retired,
+            *((stream, None) for stream in self.streams.values()),
+        ]
+        out: dict[int, list[AnomalyEvent]] = {id(stream): [] for stream, _ in candidates}
         taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]] = []
-        for stream in self.streams.values():
-            work = stream.take_work()
+        for stream, _ in candidates:
+            work = self._take_work(stream)
             if work is None:
                 continue
             windows += work.count
-            weights = self._model_for(stream, work)
+            weights = self._model_for(stream, work, out[id(stream)])
             if weights is not None:
                 taken.append((stream, work, weights))
             self.last_seen[stream.channel] = self.monotonic()
-        events: list[AnomalyEvent] = []
-        for (stream, work, weights), predictions in zip(taken, self._predict(taken), strict=True):
+        for (stream, work, weights), predictions in zip(taken, self._predict(taken, out), strict=True):
             if predictions is not None:
-                events += self._apply(stream, work, weights, predictions)
+                out[id(stream)] += self._apply(stream, work, weights, predictions)
+        for stream, reason in retired:
+            out[id(stream)] += self._close(stream, reason)
         if windows:
             self.metrics.batch_scored(time.perf_counter() - started, windows)
-        return events
+        return [event for stream, _ in candidates for event in out[id(stream)]]
 
-    def _model_for(self, stream: ChannelStream, work: ScoringWork) -> LstmWeights | None:
+    def _take_work(self, stream: ChannelStream) -> ScoringWork | None:
+        try:
+            return stream.take_work()
+        except Exception:  # its rows cannot be stacked: the stream starts again without them
+            log.exception("channel %s: its rows cannot be scored; the stream restarts", stream.channel)
+            self.metrics.unscored(stream.spacecraft, stream.channel, "channel_error", stream.pending)
+            stream.pending = 0
+            self._restart(stream, "stream_gap", stream.epoch)
+            return None
+
+    def _model_for(
+        self, stream: ChannelStream, work: ScoringWork, out: list[AnomalyEvent]
+    ) -> LstmWeights | None:
         """The channel's champion, or None (its points counted unscored) when it has none that fits."""
         try:
             weights = self.models.get(stream.channel)
@@ -158,13 +204,13 @@ class StreamScorer:
                     f"channel {stream.channel} model version {weights.version}: input "
                     f"({weights.l_s}, {weights.n_features}), stream ({self.params.l_s}, {stream.features})"
                 )
-        except ModelStoreError as exc:
-            self._unscored(stream, work, exc)
+        except Exception as exc:
+            out += self._unscored(stream, work, exc)
             return None
         return weights
 
     def _predict(
-        self, taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]]
+        self, taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]], out: dict[int, list[AnomalyEvent]]
     ) -> list[np.ndarray | None]:
         """Predictions of every taken channel in one engine call; if that call fails, channel by
         channel, so only the failing channel is left unscored (None)."""
@@ -172,29 +218,47 @@ class StreamScorer:
             return []
         try:
             return list(self.engine.predict_series_many([(weights, work.rows) for _, work, weights in taken]))
-        except ModelStoreError:
-            pass
+        except Exception:
+            log.warning("batched prediction of %d channels failed; predicting them one by one", len(taken))
         found: list[np.ndarray | None] = []
         for stream, work, weights in taken:
             try:
                 found.append(self.engine.predict_series(weights, work.rows))
-            except ModelStoreError as exc:
-                self._unscored(stream, work, exc)
+            except Exception as exc:
+                out[id(stream)] += self._unscored(stream, work, exc)
                 found.append(None)
         return found
 
-    def _unscored(self, stream: ChannelStream, work: ScoringWork, exc: ModelStoreError) -> None:
+    def _unscored(self, stream: ChannelStream, work: ScoringWork, exc: Exception) -> list[AnomalyEvent]:
+        """Count the work's points unscored; the scored rows now have a gap, so the channel's open
+        anomalies are closed (``stream_gap``) and detection starts again after it."""
         labels = (stream.spacecraft, stream.channel)
         if isinstance(exc, ModelNotFound):
             reason = "no_model"
         elif isinstance(exc, ModelMismatch):
             log.error("%s; points left unscored", exc)
             reason = "model_mismatch"
-        else:
+        elif isinstance(exc, ModelStoreError):
             log.error("channel %s: %s; points left unscored", stream.channel, exc)
             reason = "model_error"
+        else:
+            log.error("channel %s: scoring failed; points left unscored", stream.channel, exc_info=exc)
+            reason = "channel_error"
         self.metrics.unscored(*labels, reason, work.count)
-        stream.threshold = None
+        return self._close(stream, "stream_gap")
+
+    def _close(self, stream: ChannelStream, reason: CloseReason) -> list[AnomalyEvent]:
+        """Finish the channel's detector: its tail evaluated, its open anomalies closed with ``reason``."""
+        threshold, stream.threshold = stream.threshold, None
+        if threshold is None or threshold.finished:
+            return []
+        try:
+            detections = threshold.finish(reason)
+        except Exception:
+            log.exception("channel %s: its detector cannot be finished; its state is dropped", stream.channel)
+            return []
+        self.metrics.alarm_cleared(stream.spacecraft, stream.channel)
+        return self._events(stream, detections, self.clock())
 
     def _apply(
         self, stream: ChannelStream, work: ScoringWork, weights: LstmWeights, predictions: np.ndarray
@@ -202,18 +266,23 @@ class StreamScorer:
         """Feed one channel's predictions to its threshold detector; its events and metrics."""
         labels = (stream.spacecraft, stream.channel)
         threshold = stream.threshold
+        events: list[AnomalyEvent] = []
         if threshold is not None and (
             threshold.finished
             or threshold.first_row is None
             or threshold.first_row + threshold.count != work.first_index
         ):
+            events += self._close(stream, "stream_gap")
+        try:
+            detections = stream.detect(work, predictions, weights.version)
+        except Exception as exc:  # the detector's state cannot be trusted after this
             stream.threshold = None
-        detections = stream.detect(work, predictions, weights.version)
+            return events + self._unscored(stream, work, exc)
         now = self.clock()
         last_index = work.first_index + work.count - 1
         self.metrics.scored(*labels, work.count, max(0.0, now - stream.time_of(last_index) / 1000))
         self._record_latest(stream, last_index, float(predictions[-1]), float(work.actuals[-1]))
-        return self._events(stream, detections, now)
+        return events + self._events(stream, detections, now)
 
     def _record_latest(self, stream: ChannelStream, index: int, prediction: float, actual: float) -> None:
         labels = (stream.spacecraft, stream.channel)
@@ -244,6 +313,7 @@ class StreamScorer:
                 # in the same micro-batch, and a re-derived event must carry the same time
                 stream.time_of(min(detection.end, detection.evaluated_through)),
                 int(now * 1000),
+                stream.epoch,
             )
             for detection in detections
         ]
@@ -282,6 +352,5 @@ class StreamScorer:
             del self.last_seen[channel]
             if stream.threshold is None or stream.threshold.finished:
                 continue
-            events += self._events(stream, stream.threshold.finish(), self.clock())
-            self.metrics.alarm_cleared(stream.spacecraft, channel)
+            events += self._close(stream, "idle")
         return events

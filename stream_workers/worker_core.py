@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +37,21 @@ from stream_workers.scoring import DeadLetter, StreamScorer
 
 log = logging.getLogger(__name__)
 Highwater = Callable[[Partition], int | None]
+POSITION_HEADER = "position"  # topic|partition|offset of the last record a snapshot holds
+WRITTEN_HEADER = "written_ms"  # the writer's wall clock
+EMISSION_LOOKBACK_MS = 10 * 60 * 1000
+
+
+def _position(record: RecordRef) -> tuple[str, int, int] | None:
+    for name, value in record.headers:
+        if name == POSITION_HEADER:
+            topic, _, rest = value.decode(errors="replace").rpartition("|")
+            topic, _, partition = topic.rpartition("|")
+            try:
+                return topic, int(partition), int(rest)
+            except ValueError:
+                return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,8 +65,9 @@ class CoreConfig:
 class EmissionLog(EventSink, Protocol):
     """A sink that must learn what predecessors emitted before this worker emits (the topic sink)."""
 
-    def load(self) -> int:
-        """Read back the emissions already written (blocking); how many are known."""
+    def load(self, since_ms: int | None = None) -> int:
+        """Read back the emissions written since ``since_ms`` (None: all; blocking); how many
+        anomalies are known."""
         ...
 
 
@@ -70,6 +87,7 @@ class WorkerCore:
         channel_spec: Callable[[str], ChannelSpec | None],
         metrics: MetricsPort,
         offload: Offloader,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.scorer = scorer
         self.config = config
@@ -81,6 +99,7 @@ class WorkerCore:
         self.channel_spec = channel_spec
         self.metrics = metrics
         self.offload = offload
+        self.clock = clock
         self.lock = asyncio.Lock()
         self.reloaded = asyncio.Event()  # set once assigned() has read the snapshots and emissions
         self.snapshots: dict[str, bytes] = {}
@@ -125,10 +144,11 @@ class WorkerCore:
             return []  # a bad key (a dead letter): no stream to restore, and no re-read for it
         tp = Partition(record.topic, record.partition)
         start = 0
-        stream = self._restore(channel)
+        stream = await self._restore(channel, spec, tp)
         if stream is not None:
             self.scorer.streams[channel] = stream
-            start = stream.last_offset + 1
+            if (stream.topic, stream.partition) == (tp.topic, tp.partition):
+                start = stream.last_offset + 1  # else the channel moved: its records here are all new
         self.owned[channel] = tp
         stop = min(record.offset, self.first_offsets.get(tp, record.offset))
         if stop <= start:
@@ -143,24 +163,26 @@ class WorkerCore:
         log.info("channel %s: restored at offset %d, caught up %d records", channel, start, len(missed))
         return letters
 
-    def _restore(self, channel: str) -> ChannelStream | None:
+    async def _restore(self, channel: str, spec: ChannelSpec, tp: Partition) -> ChannelStream | None:
         """The channel's snapshot, or None: a snapshot that cannot be used is counted and ignored,
         and the channel is rebuilt from its topic instead (the sinks drop what is re-derived)."""
-        payload = self.snapshots.get(channel)
+        payload = self.snapshots.pop(channel, None)
         if payload is None:
             return None
         try:
-            stream = ChannelStream.restore(payload, self.scorer.params)
+            stream = ChannelStream.restore(payload, self.scorer.params, channel, spec.features)
+            if (stream.topic, stream.partition) == (tp.topic, tp.partition):
+                end = await asyncio.to_thread(self.reader.end_offset, tp)
+                if stream.last_offset >= end:
+                    raise SnapshotError(
+                        "implausible", f"channel {channel}: snapshot at offset {stream.last_offset}, "
+                        f"beyond the end of {tp.topic}[{tp.partition}] ({end})"
+                    )  # fmt: skip
         except SnapshotError as exc:
-            reason, detail = "corrupt", str(exc)
-        else:
-            if stream.channel == channel:
-                return stream
-            reason, detail = "wrong_channel", f"it holds channel {stream.channel!r}"
-        log.warning("channel %s: snapshot rejected (%s); rebuilding from the topic", channel, detail)
-        self.metrics.snapshot_rejected(reason)
-        del self.snapshots[channel]
-        return None
+            log.warning("channel %s: snapshot rejected (%s); rebuilding from the topic", channel, exc)
+            self.metrics.snapshot_rejected(exc.reason)
+            return None
+        return stream
 
     async def _dead_letters(self, letters: list[DeadLetter]) -> None:
         pending: list[Awaitable[object]] = []
@@ -196,33 +218,67 @@ class WorkerCore:
 
     async def _snapshot(self, channel: str, stream: ChannelStream) -> None:
         payload = stream.snapshot()
-        await (await self.sender.send(self.config.state_topic, channel.encode(), payload))
-        self.snapshots[channel] = payload
+        headers = {
+            POSITION_HEADER: f"{stream.topic}|{stream.partition}|{stream.last_offset}".encode(),
+            WRITTEN_HEADER: str(int(self.clock() * 1000)).encode(),
+        }
+        await (await self.sender.send(self.config.state_topic, channel.encode(), payload, headers))
         self.snapshot_index[channel] = stream.next_index or 0
         self.metrics.snapshot_written()
 
-    async def assigned(self, partitions: int) -> None:
-        """Reload what predecessors left: channel snapshots and the emissions already sent."""
+    async def assigned(self, partitions: int, topics: Collection[str] | None = None) -> None:
+        """Reload what predecessors left: channel snapshots and the emissions already sent.
+
+        Emissions are read from the oldest snapshot of a channel on ``topics`` (the assigned
+        telemetry topics; None: every channel) on, less ``EMISSION_LOOKBACK_MS`` for clock skew:
+        what a restored channel re-derives was sent after its snapshot. With no such snapshot
+        (a first start, a lost state topic) the whole topic is read.
+        """
         self.reloaded.clear()
         self.metrics.assigned(partitions)
-        # both reads mostly wait on the broker: side by side they cost one wait, not two
-        self.snapshots, emitted = await asyncio.gather(
-            asyncio.to_thread(self._read_snapshots), asyncio.to_thread(self.emission_log.load)
-        )
+        snapshots, written = await asyncio.to_thread(self._read_snapshots)
+        relevant = [channel for channel in snapshots if self._on_topics(channel, topics)]
+        since = None
+        if relevant and all(channel in written for channel in relevant):
+            since = min(written[channel] for channel in relevant) - EMISSION_LOOKBACK_MS
+        emitted = await asyncio.to_thread(self.emission_log.load, since)
+        self.snapshots = snapshots
         self.reloaded.set()
-        log.info("assigned %d partitions; %d channel snapshots, %d emissions known",
+        log.info("assigned %d partitions; %d channel snapshots, %d anomalies known",
                  partitions, len(self.snapshots), emitted)  # fmt: skip
 
-    def _read_snapshots(self) -> dict[str, bytes]:
-        latest: dict[str, bytes] = {}
+    def _on_topics(self, channel: str, topics: Collection[str] | None) -> bool:
+        spec = self.channel_spec(channel)
+        return spec is not None and (topics is None or spec.topic in topics)
+
+    def _read_snapshots(self) -> tuple[dict[str, bytes], dict[str, int]]:
+        """Each channel's most advanced snapshot, and when it was written (where the header says).
+
+        On one partition the highest offset wins, not the last written, so a zombie (a paused
+        worker whose channels moved on) cannot set a channel back with a late write; a snapshot
+        from another partition (the channel moved) wins by being later. Every snapshot is a
+        deterministic function of the records before it, so an older one that compaction keeps
+        only costs a longer catch-up."""
+        latest: dict[str, tuple[tuple[str, int, int] | None, RecordRef]] = {}
         for record in self.reader.read_topic(self.config.state_topic):
             if record.key is None:
                 continue
+            channel = record.key.decode(errors="replace")
             if record.value is None:  # a tombstone: the channel's stream was reset
-                latest.pop(record.key.decode(errors="replace"), None)
-            else:
-                latest[record.key.decode(errors="replace")] = record.value
-        return latest
+                latest.pop(channel, None)
+                continue
+            position = _position(record)
+            known = latest.get(channel, (None, record))[0]
+            if known is not None and position is not None and known[:2] == position[:2] and known > position:
+                continue  # a late write from behind: the more advanced snapshot stands
+            latest[channel] = (position, record)
+        payloads = {c: record.value for c, (_, record) in latest.items() if record.value is not None}
+        written = {}
+        for channel, (_, record) in latest.items():
+            stamp = dict(record.headers).get(WRITTEN_HEADER, b"")
+            if stamp.isdigit():
+                written[channel] = int(stamp)
+        return payloads, written
 
     async def revoked(self, partitions: Iterable[Partition]) -> None:
         """Hand revoked channels over: snapshot them now, then forget them and their series."""

@@ -4,40 +4,86 @@ Kafka gives at-least-once delivery, so a restarted or rebalanced worker re-deriv
 already have sent. The topic itself is the persisted record of what was emitted: each record
 carries its emission key in a header, the worker reads those keys back before it takes over a
 channel, and sends only emissions not yet on the topic.
+
+What it keeps is bounded: an anomaly's emissions only move forward (open, then updated as it
+grows, then closed), so one entry per anomaly — its latest emission — tells every re-derived
+emission apart from a new one. Closed anomalies are kept up to ``max_closed`` (oldest forgotten
+first), and the read-back starts where the successor's snapshots do (``load(since_ms)``), not at
+the start of the topic's seven days.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.ports import RecordSender, TopicReader
 
 EMISSION_HEADER = "emission_key"
+STATUS_RANK = {"open": 0, "updated": 1, "closed": 2}
+Progress = tuple[int, int]  # (status rank, end index) of an anomaly's latest emission
+
+
+def _progress(status: str, end_index: int) -> Progress:
+    return STATUS_RANK[status], end_index
 
 
 class AnomalyTopicSink:
-    def __init__(self, topic: str, sender: RecordSender, reader: TopicReader, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        topic: str,
+        sender: RecordSender,
+        reader: TopicReader,
+        metrics: WorkerMetrics,
+        max_closed: int = 50_000,
+    ) -> None:
         self.topic = topic
         self.sender = sender
         self.reader = reader
         self.metrics = metrics
-        self.emitted: set[str] = set()
+        self.max_closed = max_closed
+        self.open: dict[str, Progress] = {}  # event id -> its latest emission
+        self.closed: OrderedDict[str, None] = OrderedDict()  # closed event ids, oldest first
 
-    def load(self) -> int:
-        """Read the emission keys already on the topic (blocking; run it off the event loop)."""
-        for record in self.reader.read_topic(self.topic):
+    def __len__(self) -> int:
+        return len(self.open) + len(self.closed)
+
+    def load(self, since_ms: int | None = None) -> int:
+        """Read the emissions already on the topic (blocking; run it off the event loop), from
+        ``since_ms`` on (None: all of it); how many anomalies are known."""
+        for record in self.reader.read_topic(self.topic, since_ms):
             for name, value in record.headers:
                 if name == EMISSION_HEADER:
-                    self.emitted.add(value.decode())
-        return len(self.emitted)
+                    event_id, status, end = value.decode(errors="replace").rsplit(":", 2)
+                    if status in STATUS_RANK and end.isdigit():
+                        self._remember(event_id, _progress(status, int(end)))
+        return len(self)
+
+    def _known(self, event: AnomalyEvent) -> bool:
+        if event.event_id in self.closed:
+            return True
+        known = self.open.get(event.event_id)
+        return known is not None and _progress(event.status, event.end_index) <= known
+
+    def _remember(self, event_id: str, progress: Progress) -> None:
+        if event_id in self.closed:
+            return
+        if progress[0] == STATUS_RANK["closed"]:
+            self.open.pop(event_id, None)
+            self.closed[event_id] = None
+            while len(self.closed) > self.max_closed:
+                self.closed.popitem(last=False)
+        elif progress > self.open.get(event_id, (-1, -1)):
+            self.open[event_id] = progress
 
     async def emit(self, event: AnomalyEvent) -> bool:
-        """Send one emission unless it is already on the topic; waits for the broker's ack."""
-        key = event.emission_key
-        if key in self.emitted:
+        """Send one emission unless it or a later one of its anomaly is on the topic; waits for
+        the broker's ack."""
+        if self._known(event):
             return False
-        headers = {EMISSION_HEADER: key.encode()}
+        headers = {EMISSION_HEADER: event.emission_key.encode()}
         await (await self.sender.send(self.topic, event.channel.encode(), event.to_bytes(), headers))
-        self.emitted.add(key)
+        self._remember(event.event_id, _progress(event.status, event.end_index))
         self.metrics.events_emitted.labels("kafka", event.status).inc()
         return True

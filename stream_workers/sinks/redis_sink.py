@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from tmstream.ground.redis import redis_credentials
-from tmstream.ground.retries import REDIS_UNAVAILABLE, UNTIL_REDIS_IS_BACK, async_retrying
+from tmstream.ground.retries import REDIS_REFUSING, REDIS_UNAVAILABLE, UNTIL_REDIS_IS_BACK, async_retrying
 from tmstream.ground.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class RedisSink:
         self._emit = self.client.register_script(EMIT_SCRIPT)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[R]]) -> R:
-        """Retry a Redis call until it succeeds: an alarm is delayed while Redis is away, never lost."""
+        """Retry a Redis call until it succeeds: an alarm is delayed while Redis is away or refuses
+        writes, never lost."""
 
         def retry(exc: BaseException, delay: float) -> None:
             self.metrics.sink_retries.labels("redis").inc()
@@ -76,7 +77,8 @@ class RedisSink:
             return await call()
 
         backoff = replace(UNTIL_REDIS_IS_BACK, cap_s=self.retry_cap_s)
-        return await async_retrying(REDIS_UNAVAILABLE, backoff, on_retry=retry)(attempt)
+        errors = REDIS_UNAVAILABLE + REDIS_REFUSING
+        return await async_retrying(errors, backoff, on_retry=retry)(attempt)
 
     async def emit(self, event: AnomalyEvent) -> bool:
         """Write one emission; False when it was already written."""

@@ -37,6 +37,9 @@ from stream_workers.thresholding.smoothing import EwmaState, warmup_mean
 from stream_workers.thresholding.window import WindowContext, WindowResult, consecutive_runs, evaluate_window
 
 DetectionStatus = Literal["open", "updated", "closed"]
+# Why a closed anomaly ended: the windows passed it, or the stream behind it stopped (see
+# docs/STREAM_WORKERS.md, "Gaps, silence, restarts and model swaps").
+CloseReason = Literal["ended", "idle", "stream_gap", "stream_restarted", "model_changed"]
 STATE_VERSION = 1
 
 
@@ -51,6 +54,7 @@ class Detection:
         threshold), ``low`` (the inverse, errors far below their mean) or ``both``.
     evaluated_through: the last row with an error when the detection was made; the error buffer
         can put ``end`` past it, onto rows that may not have arrived yet.
+    close_reason: why a ``closed`` detection ended (None while open).
     """
 
     channel: str
@@ -63,6 +67,7 @@ class Detection:
     max_error: float
     direction: str
     evaluated_through: int = -1  # the last row with an error when this was found: end may lie beyond it
+    close_reason: CloseReason | None = None
 
     @property
     def detection_id(self) -> str:
@@ -155,8 +160,9 @@ class ChannelThresholdState:
         self.windows_done += 1
         return self._advance(result, start, self.count)
 
-    def finish(self) -> list[Detection]:
-        """End of stream: evaluate the errors after the last full batch and close every anomaly."""
+    def finish(self, reason: CloseReason = "ended") -> list[Detection]:
+        """End of stream: evaluate the errors after the last full batch and close every anomaly,
+        the ones still open with ``reason``."""
         if self.finished:
             return []
         self.finished = True
@@ -169,10 +175,13 @@ class ChannelThresholdState:
             window = min(self.count, self.params.window_length)
             result = self._evaluate(self.count - window, self.windows_done, 0)
             events = self._advance(result, self.count - window, self.count)
-        closing = self.in_progress
-        self.in_progress = []
-        events += [self._event(a, "closed") for a in closing if a.end > a.start]
-        return events
+        return events + self.close_open(reason)
+
+    def close_open(self, reason: CloseReason) -> list[Detection]:
+        """Close every anomaly in progress with ``reason``; later windows start new ones (rows
+        before the frontier are never flagged again)."""
+        closing, self.in_progress = self.in_progress, []
+        return [self._event(a, "closed", reason) for a in closing if a.end > a.start]
 
     def _backfill_warmup(self) -> None:
         if not self.backfill_warmup:
@@ -226,7 +235,7 @@ class ChannelThresholdState:
                 merged.absorb(member)
             if run_end <= end - 2:
                 if run_end > run_start:
-                    events.append(self._event(merged, "closed"))
+                    events.append(self._event(merged, "closed", "ended"))
                 continue
             if run_end > run_start:
                 known = [m for m in members if m.reported and any(m is p for p in previous)]
@@ -239,7 +248,9 @@ class ChannelThresholdState:
         self.frontier = end
         return events
 
-    def _event(self, anomaly: AnomalyInProgress, status: DetectionStatus) -> Detection:
+    def _event(
+        self, anomaly: AnomalyInProgress, status: DetectionStatus, reason: CloseReason | None = None
+    ) -> Detection:
         assert self.first_row is not None
         return Detection(
             channel=self.channel,
@@ -252,6 +263,7 @@ class ChannelThresholdState:
             max_error=anomaly.max_error,
             direction="both" if len(anomaly.directions) > 1 else anomaly.directions[0],
             evaluated_through=self.first_row + self.count - 1,
+            close_reason=reason,
         )
 
     def to_dict(self) -> dict[str, Any]:

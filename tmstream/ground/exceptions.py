@@ -27,3 +27,9 @@ class BrokerUnavailableError(TmstreamError):
 
 class TopicAdminError(TmstreamError):
     """The broker refused to create a topic."""
+
+
+class TopicReadError(TmstreamError):
+    """A direct read of a topic made no progress within ``kafka.read_stall_s``."""
+
+    exit_code = 3

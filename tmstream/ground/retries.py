@@ -15,6 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import (
+    BusyLoadingError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, wait_exponential
@@ -27,6 +35,17 @@ OnRetry = Callable[[BaseException, float], None]
 
 # what a Redis client raises while no server answers (a refused or dropped connection, a timeout)
 REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# what a server that answers but will not write says: a replica after failover, loading its data,
+# over maxmemory, an ACL without the command. Each passes (or an operator fixes it); an alarm
+# waits for that rather than being dropped.
+REDIS_REFUSING: tuple[type[BaseException], ...] = (
+    ReadOnlyError,
+    BusyLoadingError,
+    MasterDownError,
+    TryAgainError,
+    OutOfMemoryError,
+    NoPermissionError,
+)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class KafkaSettings(Section):
     anomalies_topic: str = "anomalies"
     deadletter_topic: str = "telemetry.deadletter"
     state_topic: str = "tmstream.worker-state"
+    # a direct read (snapshots, emissions, catch-up) that gets no record for this long fails
+    # instead of holding the worker: the broker is away or the partition went
+    read_stall_s: float = Field(60.0, gt=0)
 
     @field_validator("security_protocol", mode="before")
     @classmethod

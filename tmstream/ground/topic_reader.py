@@ -7,11 +7,13 @@ snapshot and the first record Faust delivers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from tmstream.ground.exceptions import TopicReadError
 from tmstream.ground.settings import Settings
 
 
@@ -29,7 +31,10 @@ def _consumer(settings: Settings) -> KafkaConsumer:
 def read_range(
     settings: Settings, partitions: dict[TopicPartition, tuple[int, int | None]]
 ) -> Iterator[ConsumerRecord]:
-    """Records of each partition from ``start`` up to ``stop`` (exclusive; None: the current end)."""
+    """Records of each partition from ``start`` up to ``stop`` (exclusive; None: the current end).
+
+    ``TopicReadError`` when ``kafka.read_stall_s`` passes without a record: a read never hangs.
+    """
     if not partitions:
         return
     consumer = _consumer(settings)
@@ -46,8 +51,15 @@ def read_range(
                 remaining[tp] = last
             else:
                 consumer.pause(tp)
+        stall = settings.kafka.read_stall_s
+        progress = time.monotonic()
         while remaining:
+            if time.monotonic() - progress > stall:
+                left = ", ".join(f"{tp.topic}[{tp.partition}] to {stop}" for tp, stop in remaining.items())
+                raise TopicReadError(f"no record for {stall:g}s reading {left}")
             batch = consumer.poll(timeout_ms=1000, max_records=5000)
+            if batch:
+                progress = time.monotonic()
             for tp, records in batch.items():
                 stop = remaining.get(tp)
                 if stop is None:
@@ -56,6 +68,7 @@ def read_range(
                     if record.offset >= stop:
                         break
                     yield record
+            for tp, stop in list(remaining.items()):  # a compacted tail ends without a record
                 if consumer.position(tp) >= stop:
                     del remaining[tp]
                     consumer.pause(tp)
@@ -63,11 +76,26 @@ def read_range(
         consumer.close()
 
 
-def read_topic(settings: Settings, topic: str) -> Iterator[ConsumerRecord]:
-    """Every record currently on ``topic`` (all partitions), then stop."""
+def end_offset(settings: Settings, tp: TopicPartition) -> int:
+    """The offset the next record of ``tp`` will get."""
     consumer = _consumer(settings)
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        return int(consumer.end_offsets([tp])[tp])
     finally:
         consumer.close()
-    yield from read_range(settings, {TopicPartition(topic, p): (0, None) for p in partitions})
+
+
+def read_topic(settings: Settings, topic: str, since_ms: int | None = None) -> Iterator[ConsumerRecord]:
+    """Every record currently on ``topic`` (all partitions), then stop; with ``since_ms`` only the
+    records from each partition's first one stamped at or after it (Kafka's time index)."""
+    consumer = _consumer(settings)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        starts = dict.fromkeys(tps, 0)
+        if since_ms is not None and tps:
+            ends = consumer.end_offsets(tps)
+            found = consumer.offsets_for_times(dict.fromkeys(tps, max(0, since_ms)))
+            starts = {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in tps}
+    finally:
+        consumer.close()
+    yield from read_range(settings, {tp: (start, None) for tp, start in starts.items()})

@@ -7,8 +7,9 @@ just enough of a partitioned log to drive the core's protocol deterministically.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,11 +29,14 @@ class MemoryLog:
     """Topics of partitions of records; offsets start at 0 in each partition."""
 
     partitions: dict[Partition, list[RecordRef]] = field(default_factory=lambda: defaultdict(list))
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
     def append(self, topic: str, key: bytes | None, value: bytes | None, partition: int = 0,
                headers: Mapping[str, bytes] | None = None) -> RecordRef:  # fmt: skip
         log = self.partitions[Partition(topic, partition)]
-        record = RecordRef(topic, partition, len(log), key, value, tuple((headers or {}).items()))
+        record = RecordRef(
+            topic, partition, len(log), key, value, tuple((headers or {}).items()), self.clock_ms()
+        )
         log.append(record)
         return record
 
@@ -45,8 +49,15 @@ class MemoryLog:
     def read_range(self, partition: Partition, start: int, stop: int) -> list[RecordRef]:
         return self.partitions[partition][max(start, 0) : stop]
 
-    def read_topic(self, topic: str) -> Iterable[RecordRef]:
-        return [r for tp, log in list(self.partitions.items()) if tp.topic == topic for r in log]
+    def read_topic(self, topic: str, since_ms: int | None = None) -> Iterable[RecordRef]:
+        since = -1 if since_ms is None else since_ms
+        return [
+            r for tp, log in list(self.partitions.items()) if tp.topic == topic for r in log
+            if r.timestamp_ms >= since
+        ]  # fmt: skip
+
+    def end_offset(self, partition: Partition) -> int:
+        return len(self.partitions[partition])
 
     def records(self, topic: str) -> list[RecordRef]:
         return list(self.read_topic(topic))

@@ -163,7 +163,8 @@ def test_snapshot_restore_mid_stream_changes_nothing(synth: TelemanomDataset, sm
     events = run(first, batch[:1300], chunk=500)
     snapshot = first.streams[channel].snapshot()
     second = make_scorer(synth, small_models)
-    second.streams[channel] = ChannelStream.restore(snapshot, PARAMS)
+    features = first.streams[channel].features
+    second.streams[channel] = ChannelStream.restore(snapshot, PARAMS, channel, features)
     redelivered = batch[1000:1300]
     for record in redelivered:
         assert second.accept(record) is None

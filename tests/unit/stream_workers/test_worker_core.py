@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from model_store.exceptions import ModelNotFound
 from producers.channel_spec import ChannelSpec
 from producers.messages import TelemetryMessage
+from stream_workers.channel_stream import ChannelStream
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.ports import Partition, RecordRef
@@ -294,7 +295,7 @@ def test_snapshots_are_due_every_snapshot_every_points_and_restore_exactly() -> 
     assert len(snapshots) == 3  # at 40, 80 and 120 points
     assert w.value("tmstream_state_snapshots_total") == 3
     assert w.core.snapshot_index["A-1"] == 120
-    restored = w.core.scorer.streams["A-1"].restore(snapshots[-1].value or b"", PARAMS)
+    restored = ChannelStream.restore(snapshots[-1].value or b"", PARAMS, "A-1", FEATURES)
     assert restored.next_index == 120 and restored.last_offset == 119
 
 
