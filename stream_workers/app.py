@@ -36,6 +36,7 @@ from stream_workers.scoring import StreamScorer
 from stream_workers.sinks.kafka_sink import AnomalyTopicSink
 from stream_workers.sinks.redis_sink import RedisSink
 from stream_workers.worker_core import CoreConfig, WorkerCore
+from tmstream.ground.failpoints import FailPoints
 from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
 from tmstream.ground.settings import Settings
 
@@ -132,6 +133,7 @@ class ScoringWorker:
             channel_spec=self.channels,
             metrics=self.metrics,
             offload=self._offload,
+            fault_point=FailPoints.from_environment(),
         )
 
         @app.agent(telemetry)
@@ -153,7 +155,7 @@ class ScoringWorker:
 
         async def on_assigned(worker_app: faust.App, assigned: set[TP], **_: Any) -> None:
             assignment = worker_app.consumer.assignment()
-            await core.assigned(len(assignment), {tp.topic for tp in assignment})
+            await core.assigned(len(assignment), {_partition(tp) for tp in assignment})
 
         async def on_revoked(worker_app: faust.App, revoked: set[TP], **_: Any) -> None:
             await core.revoked(_partition(tp) for tp in revoked)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from stream_workers.events import AnomalyEvent
 
@@ -70,6 +70,14 @@ class EventSink(Protocol):
     """An idempotent sink of anomaly emissions: a second write of one emission changes nothing."""
 
     async def emit(self, event: AnomalyEvent) -> bool: ...
+
+
+@runtime_checkable
+class ReconcilingSink(EventSink, Protocol):
+    """A sink that is a view of the ``anomalies`` topic (Redis): given the emissions read back from
+    the topic, it writes those it lacks (what a killed predecessor had not written yet)."""
+
+    async def reconcile(self, events: Iterable[AnomalyEvent]) -> int: ...
 
 
 ChannelState = Mapping[str, str | float | int]

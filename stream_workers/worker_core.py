@@ -29,6 +29,7 @@ from stream_workers.ports import (
     MetricsPort,
     Offloader,
     Partition,
+    ReconcilingSink,
     RecordRef,
     RecordSender,
     TopicReader,
@@ -40,6 +41,16 @@ Highwater = Callable[[Partition], int | None]
 POSITION_HEADER = "position"  # topic|partition|offset of the last record a snapshot holds
 WRITTEN_HEADER = "written_ms"  # the writer's wall clock
 EMISSION_LOOKBACK_MS = 10 * 60 * 1000
+
+
+def _events_of(payloads: list[bytes]) -> list[AnomalyEvent]:
+    events = []
+    for payload in payloads:
+        try:
+            events.append(AnomalyEvent.from_bytes(payload))
+        except ValueError:  # not one of ours (pydantic's ValidationError is a ValueError)
+            continue
+    return events
 
 
 def _position(record: RecordRef) -> tuple[str, int, int] | None:
@@ -65,9 +76,9 @@ class CoreConfig:
 class EmissionLog(EventSink, Protocol):
     """A sink that must learn what predecessors emitted before this worker emits (the topic sink)."""
 
-    def load(self, since_ms: int | None = None) -> int:
-        """Read back the emissions written since ``since_ms`` (None: all; blocking); how many
-        anomalies are known."""
+    def load(self, since_ms: int | None = None, each: Callable[[bytes], None] | None = None) -> int:
+        """Read back the emissions written since ``since_ms`` (None: all; blocking), handing each
+        record's value to ``each``; how many anomalies are known."""
         ...
 
 
@@ -88,18 +99,23 @@ class WorkerCore:
         metrics: MetricsPort,
         offload: Offloader,
         clock: Callable[[], float] = time.time,
+        fault_point: Callable[[str], None] = lambda point: None,
     ) -> None:
         self.scorer = scorer
         self.config = config
         self.sender = sender
         self.reader = reader
         self.emission_log = emission_log
-        self.sinks = [emission_log, *sinks]
+        self.sinks = list(sinks)  # after the topic: the topic is what a successor reads back
         self.channel_states = channel_states
         self.channel_spec = channel_spec
         self.metrics = metrics
         self.offload = offload
         self.clock = clock
+        self.fault_point = fault_point  # tmstream.ground.failpoints: where fault tests kill -9
+        self.reconciling: set[asyncio.Task[None]] = set()
+        self.released: dict[str, tuple[str, Partition]] = {}  # revoked channels: spacecraft, partition
+        self.released_partitions: set[Partition] = set()
         self.lock = asyncio.Lock()
         self.reloaded = asyncio.Event()  # set once assigned() has read the snapshots and emissions
         self.snapshots: dict[str, bytes] = {}
@@ -189,8 +205,14 @@ class WorkerCore:
         for letter in letters:
             self.metrics.dead_letter(letter.reason)
             record = letter.record
-            log.warning("dead letter %s at %s[%d]@%d: %s", letter.reason, record.topic, record.partition,
-                        record.offset, letter.detail)  # fmt: skip
+            log.warning(
+                "dead letter %s at %s[%d]@%d: %s",
+                letter.reason,
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.detail[:300],
+            )  # fmt: skip  (a name can be 100 kB)
             headers = {
                 "reason": letter.reason.encode(),
                 "detail": letter.detail[:500].encode(),
@@ -207,8 +229,13 @@ class WorkerCore:
         for event in events:
             log.info("anomaly %s %s %s rows %d-%d score %.3f", event.status, event.channel, event.event_id,
                      event.start_index, event.end_index, event.score)  # fmt: skip
+            fresh = await self.emission_log.emit(event)
+            if fresh:
+                self.fault_point("emission.sent_to_topic")
             for sink in self.sinks:
                 await sink.emit(event)
+            if fresh:
+                self.fault_point("emission.sent_to_all")
 
     async def _snapshot_due(self) -> None:
         """Snapshot channels that advanced ``snapshot_every`` points since their last snapshot."""
@@ -222,30 +249,65 @@ class WorkerCore:
             POSITION_HEADER: f"{stream.topic}|{stream.partition}|{stream.last_offset}".encode(),
             WRITTEN_HEADER: str(int(self.clock() * 1000)).encode(),
         }
-        await (await self.sender.send(self.config.state_topic, channel.encode(), payload, headers))
+        acked = await self.sender.send(self.config.state_topic, channel.encode(), payload, headers)
+        self.fault_point("snapshot.queued")
+        await acked
         self.snapshot_index[channel] = stream.next_index or 0
         self.metrics.snapshot_written()
 
-    async def assigned(self, partitions: int, topics: Collection[str] | None = None) -> None:
+    async def assigned(self, partitions: int, assignment: Collection[Partition] | None = None) -> None:
         """Reload what predecessors left: channel snapshots and the emissions already sent.
 
-        Emissions are read from the oldest snapshot of a channel on ``topics`` (the assigned
-        telemetry topics; None: every channel) on, less ``EMISSION_LOOKBACK_MS`` for clock skew:
-        what a restored channel re-derives was sent after its snapshot. With no such snapshot
-        (a first start, a lost state topic) the whole topic is read.
+        Emissions are read from the oldest snapshot of a channel on the topics of ``assignment``
+        (this worker's partitions now; None: every channel) on, less ``EMISSION_LOOKBACK_MS`` for
+        clock skew: what a restored channel re-derives was sent after its snapshot. With no such
+        snapshot (a first start, a lost state topic) the whole topic is read.
+
+        The series of channels and partitions revoked before and not assigned again go now: an
+        eager rebalance revokes every partition and gives most back, and their counters must not
+        restart; the ones that moved must leave this worker's /metrics.
         """
         self.reloaded.clear()
         self.metrics.assigned(partitions)
+        kept = set(assignment or ())
+        for channel, (spacecraft, tp) in self.released.items():
+            if tp not in kept:
+                self.metrics.channel_forgotten(spacecraft, channel)
+        for tp in self.released_partitions - kept:
+            self.metrics.partition_forgotten(tp)
+        self.released.clear()
+        self.released_partitions.clear()
+        topics = None if assignment is None else {tp.topic for tp in assignment}
         snapshots, written = await asyncio.to_thread(self._read_snapshots)
         relevant = [channel for channel in snapshots if self._on_topics(channel, topics)]
         since = None
         if relevant and all(channel in written for channel in relevant):
             since = min(written[channel] for channel in relevant) - EMISSION_LOOKBACK_MS
-        emitted = await asyncio.to_thread(self.emission_log.load, since)
+        reconciling = [sink for sink in self.sinks if isinstance(sink, ReconcilingSink)]
+        read_back: list[bytes] = []
+        collect = read_back.append if reconciling else None
+        emitted = await asyncio.to_thread(self.emission_log.load, since, collect)
         self.snapshots = snapshots
         self.reloaded.set()
         log.info("assigned %d partitions; %d channel snapshots, %d anomalies known",
                  partitions, len(self.snapshots), emitted)  # fmt: skip
+        if reconciling and read_back:
+            events = _events_of(read_back)
+            for sink in reconciling:  # beside the scoring: a view catching up must not hold alerts
+                self.reconciling.add(
+                    task := asyncio.get_running_loop().create_task(self._reconcile(sink, events))
+                )
+                task.add_done_callback(self.reconciling.discard)
+
+    async def _reconcile(self, sink: ReconcilingSink, events: list[AnomalyEvent]) -> None:
+        try:
+            written = await sink.reconcile(events)
+        except Exception:
+            log.exception("reconciling %s from the anomalies topic failed", type(sink).__name__)
+            return
+        if written:
+            log.warning("%s lacked %d of %d emissions read back from the topic; written now",
+                        type(sink).__name__, written, len(events))  # fmt: skip
 
     def _on_topics(self, channel: str, topics: Collection[str] | None) -> bool:
         spec = self.channel_spec(channel)
@@ -281,7 +343,8 @@ class WorkerCore:
         return payloads, written
 
     async def revoked(self, partitions: Iterable[Partition]) -> None:
-        """Hand revoked channels over: snapshot them now, then forget them and their series."""
+        """Hand revoked channels over: snapshot them now and forget them (their series at the next
+        assignment, unless it gives them back)."""
         revoked = set(partitions)
         async with self.lock:
             for channel, tp in list(self.owned.items()):
@@ -290,13 +353,13 @@ class WorkerCore:
                 stream = self.scorer.forget(channel)
                 if stream is not None:
                     await self._snapshot(channel, stream)
-                    self.metrics.channel_forgotten(stream.spacecraft, channel)
+                    self.released[channel] = (stream.spacecraft, tp)
                 del self.owned[channel]
                 self.snapshot_index.pop(channel, None)
             for tp in revoked:
                 self.first_offsets.pop(tp, None)
                 self.positions.pop(tp, None)
-                self.metrics.partition_forgotten(tp)
+                self.released_partitions.add(tp)
 
     def _busy_channels(self, highwater: Highwater) -> frozenset[str]:
         """Channels whose partition still has records beyond what this worker processed."""

@@ -15,6 +15,7 @@ the start of the topic's seven days.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
@@ -49,10 +50,13 @@ class AnomalyTopicSink:
     def __len__(self) -> int:
         return len(self.open) + len(self.closed)
 
-    def load(self, since_ms: int | None = None) -> int:
+    def load(self, since_ms: int | None = None, each: Callable[[bytes], None] | None = None) -> int:
         """Read the emissions already on the topic (blocking; run it off the event loop), from
-        ``since_ms`` on (None: all of it); how many anomalies are known."""
+        ``since_ms`` on (None: all of it), handing each value to ``each``; how many anomalies are
+        known."""
         for record in self.reader.read_topic(self.topic, since_ms):
+            if each is not None and record.value is not None:
+                each(record.value)
             for name, value in record.headers:
                 if name == EMISSION_HEADER:
                     event_id, status, end = value.decode(errors="replace").rsplit(":", 2)

@@ -1,9 +1,10 @@
-"""What every fault test checks: the emissions of an interrupted run against an uninterrupted one.
+"""What every fault test checks: the emissions of an interrupted run against an independent oracle.
 
-The uninterrupted run is ``expected_emissions``: the worker's own ``StreamScorer`` fed every row of
-the channel in one process, with the champion models of the same registry, then closed as an idle
-channel is. An emission is (event_id, status, end_index); ``detected_at_ms`` is the only field that
-differs between runs, and it is not part of an emission.
+The oracle is ``expected_emissions``: the offline detector — the channel's champion predicting
+every row in one engine call, its errors fed to a ``ChannelThresholdState`` in row order, closed at
+the end as an idle channel is — not the worker's ``StreamScorer``, ``ChannelStream`` or core. An
+emission is (event_id, status, end_index); ``detected_at_ms`` is the only field that differs
+between runs, and it is not part of an emission.
 """
 
 from __future__ import annotations
@@ -22,16 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from prometheus_client import CollectorRegistry
 
-from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
 from model_store.registry import ModelRegistry
-from producers.channel_spec import ChannelSpec
-from producers.messages import TelemetryMessage
 from stream_workers.configuration import threshold_parameters
-from stream_workers.metrics import WorkerMetrics
-from stream_workers.scoring import RecordRef, StreamScorer
+from stream_workers.events import event_id_for
+from stream_workers.thresholding.streaming import ChannelThresholdState
 from tests.integration.conftest import Pipeline
 from tmstream.ground.settings import Settings, load_settings
 from tmstream.ground.topic_reader import read_topic
@@ -67,32 +64,23 @@ def _expected(
     state_dir: str, data_dir: Path, channel: str, spacecraft: str, version: str
 ) -> frozenset[Emission]:
     settings = load_settings({"environment": "testing", "state_dir": state_dir, "data_dir": str(data_dir)})
-    rows = rows_of(settings, channel)
-    spec = ChannelSpec(channel, spacecraft, rows.shape[1], f"telemetry.x.{channel}", "data")
+    rows = np.asarray(rows_of(settings, channel), dtype=np.float32)
+    registry = ModelRegistry(settings)
+    weights = registry.load(registry.resolve(channel))
+    assert weights.version == version
     engine = InferenceEngine()
-    scorer = StreamScorer(
-        threshold_parameters(settings),
-        ModelCache(ModelRegistry(settings), registry=CollectorRegistry()),
-        engine,
-        lambda name: spec if name == channel else None,
-        WorkerMetrics.on(CollectorRegistry()),
-    )
-    events = []
     try:
-        for index, values in enumerate(rows.tolist()):
-            message = TelemetryMessage(
-                channel=channel, spacecraft=spacecraft, index=index, event_time_ms=index, values=values
-            )
-            assert (
-                scorer.accept(RecordRef(spec.topic, 0, index, channel.encode(), message.to_bytes())) is None
-            )
-            if index % 1024 == 1023:
-                events += scorer.score()
-        events += scorer.score()
-        events += scorer.close_idle(0.0)
+        predictions = engine.predict_series(weights, rows)  # rows l_s … last, one call
     finally:
         engine.close()
-    return frozenset((e.event_id, e.status, e.end_index) for e in events)
+    params = threshold_parameters(settings)
+    detector = ChannelThresholdState(channel, version, params)
+    detections = []
+    for offset, prediction in enumerate(predictions.tolist()):
+        row = params.l_s + offset
+        detections += detector.update(row, prediction, float(rows[row, 0]))
+    detections += detector.finish("idle")
+    return frozenset((event_id_for(channel, d.start, version), d.status, d.end) for d in detections)
 
 
 def emissions_of(events: list[dict[str, object]]) -> list[Emission]:

@@ -1,5 +1,8 @@
 """More than 10,000 generated bad records, mixed with 1,000 good points, through the real worker.
 
+Seeded: each round of hypothesis draws and the shuffle have a fixed seed, so a failure replays exactly;
+``tests/unit/reliability`` draws the same strategies with shrinking for a minimal failing record.
+
 The records come from the hypothesis strategies of tests/unit/reliability (one defect each, with
 the reason it must get). Each bad record must appear on the dead-letter topic with that reason and
 its original bytes, each good point must be scored, and the worker must neither restart nor
@@ -12,7 +15,7 @@ import random
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
@@ -26,17 +29,20 @@ BAD, GOOD = 10_000, 1_000
 
 
 def generated_plan() -> list[Defect | None]:
-    """At least BAD defects from hypothesis, with GOOD good points spread among them."""
+    """At least BAD defects from hypothesis (seeded rounds), with GOOD good points spread among them."""
     drawn: list[Defect] = []
-
-    @settings(max_examples=100, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(st.lists(defects(D14, frozenset({D14.name})), min_size=50, max_size=50))
-    def collect(batch: list[Defect]) -> None:
-        drawn.extend(batch)
-
+    rounds = 0
     while len(drawn) < BAD * 1.1:  # some need more good points before them than were sent yet
+
+        @seed(rounds)
+        @settings(max_examples=100, database=None, phases=[Phase.generate], deadline=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(st.lists(defects(D14, frozenset({D14.name})), min_size=50, max_size=50))
+        def collect(batch: list[Defect]) -> None:
+            drawn.extend(batch)
+
         collect()
+        rounds += 1
     plan: list[Defect | None] = [*drawn, *[None] * GOOD]
     head, tail = plan[:50], plan[50:]  # a few defects before the first good point, on purpose
     random.Random(14).shuffle(tail)

@@ -39,18 +39,27 @@ THIRD_PARTY_FLOORS = {
     "absl": logging.ERROR,
 }
 TF_QUIET = "2"  # TF_CPP_MIN_LOG_LEVEL: TensorFlow's C++ core logs errors only
-# 'sasl_plain_password': 'x', password="x", token=x (a dict's repr, keyword arguments, settings)
+# 'sasl_plain_password': 'x', password="x", token=x (a dict's repr, keyword arguments, settings).
+# Bounded quantifiers and a word-boundary anchor keep it linear: a log line can carry a 100 kB
+# garbage channel name from a dead letter, and an unbounded \w* backtracks quadratically on it.
 SECRET_FIELD = re.compile(
-    r"""(?P<name>['"]?\w*(?:password|passwd|secret|token)\w*['"]?\s*[:=]\s*)(?P<value>'[^']*'|"[^"]*"|[^\s,})]+)""",
+    r"""(?P<name>['"]?\b\w{0,40}(?:password|passwd|secret|token)\w{0,40}['"]?\s{0,3}[:=]\s{0,3})"""
+    r"""(?P<value>'[^']{0,4096}'|"[^"]{0,4096}"|[^\s,})]{1,4096})""",
     re.IGNORECASE,
 )
-URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]{0,20}://[^/:@\s]{0,256}:)[^@\s/]{1,1024}@", re.IGNORECASE
+)
+SECRET_HINTS = ("pass", "secret", "token", "://")
 REDACTED = "'**********'"
 
 
 def redact(message: str) -> str:
     """``message`` with the values of password-, secret- and token-named fields and the
     passwords in URLs replaced."""
+    lowered = message.lower()
+    if not any(hint in lowered for hint in SECRET_HINTS):
+        return message
     message = SECRET_FIELD.sub(lambda m: m["name"] + REDACTED, message)
     return URL_CREDENTIALS.sub(lambda m: m["head"] + "**********@", message)
 

@@ -1,4 +1,5 @@
-"""`tmstream worker`, `tmstream alerts tail`, `tmstream anomalies list`: scoring and its output."""
+"""`tmstream worker`, `tmstream alerts tail`, `tmstream anomalies list|reconcile`: scoring and its
+output."""
 
 from __future__ import annotations
 
@@ -102,3 +103,52 @@ def anomalies_list(
     for event in events:
         console.print(event_line(event), highlight=False)
     console.print(f"{len(events)} anomalies")
+
+
+@anomalies_app.command("reconcile")
+def anomalies_reconcile(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="The counts as a JSON object."),
+) -> None:
+    """Write into Redis every emission on the `anomalies` topic that Redis lacks (after Redis lost
+    data: a kill -9 under appendfsync everysec, a flush). Workers do this for what they read back."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+
+    from stream_workers.events import AnomalyEvent
+    from stream_workers.metrics import WorkerMetrics
+    from stream_workers.sinks.redis_sink import RedisSink
+    from tmstream.ground.exceptions import StackError
+    from tmstream.ground.topic_reader import read_topic
+
+    settings = settings_from(ctx)
+    topic = settings.kafka.anomalies_topic
+    events, foreign = [], 0
+    for record in read_topic(settings, topic):
+        try:
+            events.append(AnomalyEvent.from_bytes(record.value or b""))
+        except ValidationError:
+            foreign += 1
+
+    async def write() -> int:
+        sink = RedisSink(settings, WorkerMetrics.on(CollectorRegistry()), attempts=5)
+        try:
+            return await sink.reconcile(events)
+        finally:
+            await sink.close()
+
+    try:
+        written = asyncio.run(write())
+    except RedisError as exc:
+        raise StackError(f"cannot write to Redis: {exc}") from None
+    counts = {"topic": topic, "emissions": len(events), "written": written, "not_events": foreign}
+    if as_json:
+        emit_json(counts)
+        return
+    console.print(
+        f"{len(events)} emissions on {topic}: {written} were missing in Redis and are written now"
+        + (f"; {foreign} records were not anomaly events" if foreign else "")
+    )

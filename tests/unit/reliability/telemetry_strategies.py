@@ -3,7 +3,7 @@
 A ``Defect`` is rendered against the channel's next good index (duplicate and out-of-order
 indices are relative to it). Each defect breaks exactly one rule, so its reason is unambiguous;
 the rules follow the message contract (``schemas/telemetry.v1.json``) and the worker's checks in
-the order they run: JSON, schema, fields, key, channel, width, finite values, index.
+the order they run: JSON, schema, fields, key, channel, width, finite values, float32 range, index.
 
 Pydantic's lax mode accepts ``"5"`` and ``true`` as the integer 5 and 1, and ``"nan"`` as a float,
 so wrong types are drawn from values no mode accepts (letters, lists, objects, fractions, ``null``).
@@ -166,6 +166,18 @@ def _nan_or_inf(channel: Channel) -> st.SearchStrategy[Defect]:
     return build()
 
 
+def _out_of_range(channel: Channel) -> st.SearchStrategy[Defect]:
+    """Finite, but past float32 (the worker's rows): 1e39 would become inf there."""
+    huge = st.floats(3.41e38, 1.7e308).flatmap(lambda v: st.sampled_from([v, -v]))
+    positions = st.integers(0, channel.width - 1)
+    return st.tuples(huge, positions).map(
+        lambda drawn: Defect(
+            "out_of_range",
+            _plain(channel, values=[drawn[0] if i == drawn[1] else 0.0 for i in range(channel.width)]),
+        )
+    )
+
+
 def _wrong_width(channel: Channel) -> st.SearchStrategy[Defect]:
     width = channel.width
     sizes = st.one_of(
@@ -207,6 +219,7 @@ def defects(channel: Channel, known: frozenset[str]) -> st.SearchStrategy[Defect
         _wrong_schema(channel),
         _invalid_fields(channel),
         _nan_or_inf(channel),
+        _out_of_range(channel),
         _wrong_width(channel),
         _unknown_channel(channel, known),
         _key_mismatch(channel),

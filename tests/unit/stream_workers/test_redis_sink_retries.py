@@ -1,4 +1,5 @@
-"""The Redis sink retries a write while Redis is away, counting and logging each retry; no Redis."""
+"""The Redis sink retries a write while Redis is away or refuses it, counting and logging each
+retry, and queues emissions so that Redis never holds the topic's alerts; no Redis."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 
+from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.sinks.redis_sink import RedisSink
 from tmstream.ground.settings import load_settings
@@ -64,3 +66,53 @@ def test_a_refused_command_is_not_retried(slept: list[float]) -> None:
         asyncio.run(redis_sink._retrying("channel states", write))
     assert slept == []
     assert registry.get_sample_value("tmstream_sink_retries_total", {"sink": "redis"}) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ReadOnlyError("READONLY replica"), OutOfMemoryError("OOM maxmemory"), NoPermissionError("NOPERM")],
+)
+def test_a_server_that_refuses_writes_is_retried_like_one_that_is_away(
+    slept: list[float], error: Exception
+) -> None:
+    """READONLY after a failover, OOM, an ACL without the command: each passes or is fixed; before,
+    each ended the batch and lost its alarms."""
+    redis_sink, registry = sink()
+    calls = {"n": 0}
+
+    async def write() -> int:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise error
+        return 1
+
+    assert asyncio.run(redis_sink._retrying("e1:open:10", write)) == 1
+    assert registry.get_sample_value("tmstream_sink_retries_total", {"sink": "redis"}) == 2
+
+
+def test_emissions_queue_without_waiting_for_redis() -> None:
+    """Redis away (nothing listens at the port): ``emit`` returns at once, so the topic's alerts of
+    later batches are not held; the writes wait in the queue, in order."""
+    settings = load_settings({"environment": "testing", "redis": {"url": "redis://127.0.0.1:9/0"}})
+    events = [event_for(n) for n in range(5)]
+
+    async def scenario() -> list[str]:
+        redis_sink = RedisSink(settings, WorkerMetrics.on(CollectorRegistry()))
+        try:
+            for event in events:
+                await asyncio.wait_for(redis_sink.emit(event), timeout=1.0)
+            await asyncio.sleep(0.2)  # the writer takes the first and retries it
+            queued = [e.emission_key for e in list(redis_sink.pending._queue)]  # type: ignore[attr-defined]
+        finally:
+            await redis_sink.close()
+        return queued
+
+    assert asyncio.run(scenario()) == [e.emission_key for e in events[1:]]
+
+
+def event_for(n: int) -> AnomalyEvent:
+    return AnomalyEvent(
+        event_id=f"e{n}", channel="P-1", spacecraft="SMAP", subsystem="power", start_index=n,
+        end_index=n + 5, start_time_ms=0, end_time_ms=0, score=1.0, severity="critical", threshold=0.1,
+        max_error=0.2, direction="high", model_version="1", detected_at_ms=0, status="open",
+    )  # fmt: skip

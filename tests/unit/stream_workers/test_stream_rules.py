@@ -404,10 +404,10 @@ def test_an_assignment_reads_emissions_from_its_oldest_snapshot_on() -> None:
     first.core.clock = lambda: clock[0] / 1000
 
     async def scenario() -> int:
-        await first.core.assigned(2, {topic_of(c) for c in CHANNELS})
+        await first.core.assigned(2, [Partition(topic_of(c), 0) for c in CHANNELS])
         await deliver(first, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 300), batch=25)
         second = worker(log, sink)
-        await second.core.assigned(2, {topic_of(c) for c in CHANNELS})
+        await second.core.assigned(2, [Partition(topic_of(c), 0) for c in CHANNELS])
         emission_log = second.core.emission_log
         assert isinstance(emission_log, AnomalyTopicSink)
         return len(emission_log)

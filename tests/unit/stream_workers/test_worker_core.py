@@ -241,6 +241,7 @@ def test_revoke_snapshots_the_channel_and_drops_its_series(oracle: tuple[MemoryL
         await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 250), batch=25)
         w.core.export_lag([Partition(topic_of(c), 0) for c in CHANNELS], log.highwater)
         await w.core.revoked([Partition(topic_of("A-1"), 0)])
+        await w.core.assigned(1, [Partition(topic_of("B-2"), 0)])
         return log, w
 
     log, w = asyncio.run(scenario())
@@ -253,6 +254,26 @@ def test_revoke_snapshots_the_channel_and_drops_its_series(oracle: tuple[MemoryL
     lag = "tmstream_consumer_lag_messages"
     assert w.value(lag, topic=topic_of("A-1"), partition="0") is None
     assert w.value(lag, topic=topic_of("B-2"), partition="0") == ROWS - 250
+
+
+def test_an_eager_rebalance_that_gives_a_channel_back_keeps_its_counters() -> None:
+    """Faust revokes every partition at a rebalance and assigns most back: a channel that stays
+    keeps its series (a counter reset would look like a restart); one that moves loses them."""
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        everything = [Partition(topic_of(c), 0) for c in CHANNELS]
+        await w.core.assigned(2, everything)
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 250), batch=25)
+        await w.core.revoked(everything)
+        await w.core.assigned(1, [Partition(topic_of("A-1"), 0)])
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="A-1") == 250
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") is None
 
 
 def test_two_workers_hand_a_channel_over(oracle: tuple[MemoryLog, MemoryEventSink]) -> None:

@@ -1,0 +1,103 @@
+"""``kill -9`` of the worker where the no-lost, no-duplicate claim matters: at its own emissions.
+
+A fail point (``tmstream.ground.failpoints``) kills the worker with SIGKILL at a seeded count of
+fresh emissions, at one of three places: after an emission reached the ``anomalies`` topic and
+before Redis, after both sinks and before the next snapshot, and while a snapshot is in flight
+after an emission. Each scenario kills a chain of workers (a supervisor's restarts) during one
+replay, then lets a last worker finish; every emission on the topic and in Redis must equal the
+offline detector's, none lost, none twice, none extra.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.faults.pipeline_checks import (
+    expected_emissions,
+    only_channels,
+    paced_replay,
+    rows_of,
+    settled_emissions,
+    snapshot_rows,
+)
+
+pytestmark = pytest.mark.fault
+CHANNELS = {"P-1": "SMAP", "D-7": "MSL", "G-7": "SMAP"}
+WIDTHS = {"P-1": 25, "D-7": 55, "G-7": 25}
+KILLS = 4
+PLACES = {
+    "after the topic, before Redis": "emission.sent_to_topic@{n}",
+    "after both sinks, before the snapshot": "emission.sent_to_all@{n}",
+    "during a snapshot, after an emission": "snapshot.queued@1>emission.sent_to_all@{n}",
+}
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_kills_at_emissions_lose_and_repeat_nothing(pipeline, fault_table, place: str) -> None:
+    rng = random.Random(f"{place}-2026")
+    pipeline.env["BROKER_SESSION_TIMEOUT"] = "8"  # Faust's knob: a killed member's partitions free sooner
+    settings = pipeline.settings
+    only_channels(pipeline.folder / "config", pipeline.run_id, CHANNELS, WIDTHS)
+    expected = set().union(*(expected_emissions(settings, c, s) for c, s in CHANNELS.items()))
+    assert sum(status == "closed" for _, status, _ in expected) >= 8  # several anomalies per run
+    kills, recoveries = [], []
+    # Paced, so that the chain of kills spreads over the channels' anomalies.
+    with paced_replay(pipeline, CHANNELS, 400) as replay:
+        for attempt in range(KILLS):
+            count = rng.randint(1, 3)
+            pipeline.env["TMSTREAM_FAILPOINTS"] = PLACES[place].format(n=count)
+            name = f"k{attempt}"
+            pipeline.start_worker(name)
+            ready = ready_in(pipeline, name)
+            try:
+                pipeline.workers[name].wait(timeout=240)
+            except subprocess.TimeoutExpired:  # the data ran out before the armed emission
+                pipeline.stop_worker(name)
+                break
+            returncode = pipeline.workers[name].returncode
+            assert returncode == -signal.SIGKILL, pipeline.log(name)[-3000:]
+            pipeline.stop_worker(name)
+            kills.append(count)
+            if ready is not None:
+                recoveries.append(ready)
+        pipeline.env.pop("TMSTREAM_FAILPOINTS")
+        pipeline.start_worker("last")
+        replay.finish(timeout=300)
+        figures = settled_emissions(pipeline, expected, 300)
+    pipeline.stop_worker("last")  # SIGTERM: the revoke writes the channels' last snapshots
+    ends = snapshot_rows(settings)
+    lost_points = sum(max(0, len(rows_of(settings, c)) - ends.get(c, 0)) for c in CHANNELS)
+    fault_table(
+        scenario=f"kill -9 {place}",
+        kill_points=len(kills),
+        after_emissions=len(kills),
+        points_lost=lost_points,
+        recover_s=max(recoveries, default=float("nan")),
+        **figures,
+    )
+    assert len(kills) >= 3, f"only {len(kills)} kills landed"
+    assert lost_points == 0
+
+
+def ready_in(pipeline, name: str, timeout: float = 120) -> float | None:
+    """Seconds until the worker answers ready (its partitions assigned after the predecessor's
+    session ended), or None when it died first (a kill at its first emissions can come sooner)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if pipeline.workers[name].poll() is not None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{pipeline.ports[name]}/ready", timeout=2) as r:
+                if json.loads(r.read())["ready"]:
+                    return time.monotonic() - started
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.25)
+    return None
