@@ -46,6 +46,8 @@ def emissions(count: int) -> list[AnomalyEvent]:
 def test_reconcile_writes_what_redis_lacks_once(pipeline) -> None:
     settings = pipeline.settings
     events = emissions(12)
+    created = pipeline.tmstream("topics", "create")  # the anomalies topic, as a worker creates it
+    assert created.returncode == 0, created.stderr
     producer = KafkaProducer(**settings.kafka.client_options(), acks="all")
     try:
         for event in events:
