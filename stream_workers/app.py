@@ -20,7 +20,6 @@ from typing import Any, NoReturn, TypeVar
 import faust
 import numpy as np
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
@@ -36,6 +35,7 @@ from stream_workers.scoring import StreamScorer
 from stream_workers.sinks.kafka_sink import AnomalyTopicSink
 from stream_workers.sinks.redis_sink import RedisSink
 from stream_workers.worker_core import CoreConfig, WorkerCore
+from stream_workers.worker_pages import RegistryProbe, add_pages
 from tmstream.ground.failpoints import FailPoints
 from tmstream.ground.scrape_targets import register_scrape_target, unregister_scrape_target
 from tmstream.ground.settings import Settings
@@ -84,6 +84,7 @@ class ScoringWorker:
             threshold_parameters(settings), self.cache, self.engine, self.channels, self.metrics
         )
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tmstream-scoring")
+        self.probe = RegistryProbe(self.model_registry)
         self.topics = TelemetryTopics(settings)
 
     def _offload(self, function: Callable[[], T]) -> asyncio.Future[T]:
@@ -183,42 +184,8 @@ class ScoringWorker:
         app.timer(settings.worker.topic_refresh_s)(discover_topics)
         app.timer(1.0)(close_idle)
         app.timer(5.0)(export_lag)
-        self._pages(app)
+        add_pages(app, self.name, self.probe, self.cache)
         return app
-
-    def _pages(self, app: faust.App) -> None:
-        async def metrics(web: Any, request: Any) -> Any:
-            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-            return web.bytes(generate_latest(), content_type=content_type)
-
-        async def health(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok", "worker": self.name})
-
-        async def ready(web: Any, request: Any) -> Any:
-            assigned = len(app.consumer.assignment())
-            try:
-                await self._offload(self.model_registry.channels)
-                registry = True
-            except Exception:
-                registry = False
-            body = {
-                "ready": assigned > 0 and registry,
-                "assigned_partitions": assigned,
-                "registry_reachable": registry,
-            }
-            return web.json(body, status=200 if body["ready"] else 503)
-
-        async def models(web: Any, request: Any) -> Any:
-            return web.json({"models": self.cache.versions(), "bytes": self.cache.nbytes})
-
-        # Faust binds page functions to its View class; plain functions keep their closures
-        for path, page in {
-            "/metrics": metrics,
-            "/health": health,
-            "/ready": ready,
-            "/models": models,
-        }.items():
-            app.page(path)(page)
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM; the metrics address is announced to the local Prometheus."""
@@ -238,5 +205,6 @@ class ScoringWorker:
             unregister_scrape_target(target)
             self.cache.stop()
             self.executor.shutdown(wait=False)
+            self.probe.close()
             self.engine.close()
             self.topics.close()

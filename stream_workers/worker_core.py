@@ -160,7 +160,7 @@ class WorkerCore:
             return []  # a bad key (a dead letter): no stream to restore, and no re-read for it
         tp = Partition(record.topic, record.partition)
         start = 0
-        stream = await self._restore(channel, spec, tp)
+        stream = await self._restore(channel, spec, record)
         if stream is not None:
             self.scorer.streams[channel] = stream
             if (stream.topic, stream.partition) == (tp.topic, tp.partition):
@@ -179,15 +179,18 @@ class WorkerCore:
         log.info("channel %s: restored at offset %d, caught up %d records", channel, start, len(missed))
         return letters
 
-    async def _restore(self, channel: str, spec: ChannelSpec, tp: Partition) -> ChannelStream | None:
+    async def _restore(self, channel: str, spec: ChannelSpec, first: RecordRef) -> ChannelStream | None:
         """The channel's snapshot, or None: a snapshot that cannot be used is counted and ignored,
-        and the channel is rebuilt from its topic instead (the sinks drop what is re-derived)."""
+        and the channel is rebuilt from its topic instead (the sinks drop what is re-derived).
+        ``first``: the channel's first record delivered here (the partition reaches at least it)."""
         payload = self.snapshots.pop(channel, None)
         if payload is None:
             return None
+        tp = Partition(first.topic, first.partition)
         try:
             stream = ChannelStream.restore(payload, self.scorer.params, channel, spec.features)
-            if (stream.topic, stream.partition) == (tp.topic, tp.partition):
+            same_partition = (stream.topic, stream.partition) == (tp.topic, tp.partition)
+            if same_partition and stream.last_offset >= first.offset:  # ahead of the delivery: ask
                 end = await asyncio.to_thread(self.reader.end_offset, tp)
                 if stream.last_offset >= end:
                     raise SnapshotError(

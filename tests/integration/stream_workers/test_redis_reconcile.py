@@ -13,31 +13,21 @@ from stream_workers.events import AnomalyEvent, event_id_for
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.sinks.kafka_sink import EMISSION_HEADER
 from stream_workers.sinks.redis_sink import RedisSink
+from tests.anomaly_events import anomaly_event
 
 
 def emissions(count: int) -> list[AnomalyEvent]:
+    """Four anomalies of P-1: open, updated, closed each."""
     found = []
     for n in range(count):
-        status = ("open", "updated", "closed")[n % 3]
+        start = 100 * (n // 3)
         found.append(
-            AnomalyEvent(
-                event_id=event_id_for("P-1", 100 * (n // 3), "1"),
-                channel="P-1",
-                spacecraft="SMAP",
-                subsystem="power",
-                start_index=100 * (n // 3),
-                end_index=100 * (n // 3) + 10 + n % 3,
-                start_time_ms=0,
-                end_time_ms=0,
-                score=1.0,
-                severity="critical",
-                threshold=0.1,
-                max_error=0.2,
-                direction="high",
-                model_version="1",
+            anomaly_event(
+                event_id=event_id_for("P-1", start, "1"),
+                start_index=start,
+                end_index=start + 10 + n % 3,
                 detected_at_ms=n,
-                status=status,
-                close_reason="ended" if status == "closed" else None,
+                status=("open", "updated", "closed")[n % 3],
             )
         )
     return found

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 
-from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.sinks.redis_sink import RedisSink
+from tests.anomaly_events import anomaly_event
 from tmstream.ground.settings import load_settings
 
 
@@ -94,7 +94,7 @@ def test_emissions_queue_without_waiting_for_redis() -> None:
     """Redis away (nothing listens at the port): ``emit`` returns at once, so the topic's alerts of
     later batches are not held; the writes wait in the queue, in order."""
     settings = load_settings({"environment": "testing", "redis": {"url": "redis://127.0.0.1:9/0"}})
-    events = [event_for(n) for n in range(5)]
+    events = [anomaly_event(event_id=f"e{n}", start_index=n, end_index=n + 5) for n in range(5)]
 
     async def scenario() -> list[str]:
         redis_sink = RedisSink(settings, WorkerMetrics.on(CollectorRegistry()))
@@ -108,11 +108,3 @@ def test_emissions_queue_without_waiting_for_redis() -> None:
         return queued
 
     assert asyncio.run(scenario()) == [e.emission_key for e in events[1:]]
-
-
-def event_for(n: int) -> AnomalyEvent:
-    return AnomalyEvent(
-        event_id=f"e{n}", channel="P-1", spacecraft="SMAP", subsystem="power", start_index=n,
-        end_index=n + 5, start_time_ms=0, end_time_ms=0, score=1.0, severity="critical", threshold=0.1,
-        max_error=0.2, direction="high", model_version="1", detected_at_ms=0, status="open",
-    )  # fmt: skip

@@ -24,6 +24,7 @@ CASES = [
     ("topics-no-broker", ["topics", "create"], NO_KAFKA, "127.0.0.1:1"),
     ("worker-no-broker", ["worker"], NO_KAFKA, "127.0.0.1:1"),
     ("anomalies-no-redis", ["anomalies", "list"], NO_REDIS, "127.0.0.1:1"),
+    ("reconcile-no-broker", ["anomalies", "reconcile"], NO_KAFKA, "127.0.0.1:1"),
     ("predict-unknown-channel", ["predict", "--channel", "NOPE-1", "--out", "/tmp/x.npy"], {}, "NOPE-1"),
     ("predict-no-target", ["predict", "--channel", "P-1"], {}, "--out"),
     ("train-two-selections", ["train", "--channel", "P-1", "--spacecraft", "SMAP"], {}, "exactly one"),

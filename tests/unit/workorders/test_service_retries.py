@@ -9,28 +9,12 @@ import time
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from stream_workers.events import AnomalyEvent, event_id_for
+from stream_workers.events import AnomalyEvent
+from tests.anomaly_events import anomaly_event
 from workorders.service import WorkOrderService
 from workorders.store import Applied
 
-EVENT = AnomalyEvent(
-    event_id=event_id_for("P-1", 100, "1"),
-    channel="P-1",
-    spacecraft="SMAP",
-    subsystem="power",
-    start_index=100,
-    end_index=150,
-    start_time_ms=0,
-    end_time_ms=0,
-    score=0.5,
-    severity="info",
-    threshold=0.1,
-    max_error=0.2,
-    direction="high",
-    model_version="1",
-    detected_at_ms=0,
-    status="open",
-)
+EVENT = anomaly_event()
 
 
 class FlakyStore:
