@@ -19,6 +19,9 @@ from model_store.exceptions import WeightsError
 
 RecurrentActivation = Literal["hard_sigmoid_keras2", "sigmoid"]
 RECURRENT_ACTIVATIONS: tuple[RecurrentActivation, ...] = ("hard_sigmoid_keras2", "sigmoid")
+# The 82 reference models of 2018 stay under 1.15 in absolute value; a weight past this saturates
+# every gate and is a damaged or poisoned artifact, not a model.
+MAX_ABS_WEIGHT = 1_000.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,24 @@ class LstmWeights:
                 f"channel {self.channel}: dense bias shape {self.dense_bias.shape}, expected "
                 f"({self.dense_kernel.shape[1]},)"
             )
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Numbers a trained model can hold: finite, within ``MAX_ABS_WEIGHT``, not all zero (a
+        zero model predicts its bias forever and would score every channel as calm). Checked
+        wherever weights are made: at registration and at every load."""
+        zero = True
+        for name, array in self.arrays().items():
+            if not np.isfinite(array).all():
+                raise WeightsError(f"channel {self.channel}: {name} holds NaN or infinite weights")
+            peak = float(np.abs(array).max(initial=0.0))
+            if peak > MAX_ABS_WEIGHT:
+                raise WeightsError(
+                    f"channel {self.channel}: {name} holds a weight of {peak:.4g}, over {MAX_ABS_WEIGHT:g}"
+                )
+            zero = zero and (peak == 0.0 or name.endswith("bias"))
+        if zero:
+            raise WeightsError(f"channel {self.channel}: every kernel is zero")
 
     @property
     def n_features(self) -> int:
