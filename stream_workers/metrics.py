@@ -44,6 +44,7 @@ class WorkerMetrics:
     worker_up: Gauge
     snapshots: Counter
     snapshots_rejected: Counter
+    dedup_entries: Gauge
 
     @classmethod
     def on(cls, registry: CollectorRegistry = REGISTRY) -> WorkerMetrics:
@@ -150,6 +151,12 @@ class WorkerMetrics:
                 "tmstream_state_snapshots_rejected",
                 "Channel snapshots that could not be restored (the channel is rebuilt from its topic)",
                 ("reason",),
+                registry=registry,
+            ),
+            dedup_entries=Gauge(
+                "tmstream_emission_dedup_entries",
+                "Anomalies the anomalies-topic sink remembers to drop re-derived emissions",
+                ("state",),
                 registry=registry,
             ),
         )

@@ -81,6 +81,11 @@ class EmissionLog(EventSink, Protocol):
         record's value to ``each``; how many anomalies are known."""
         ...
 
+    def forget_closed(self, channel: str, before_row: int) -> None:
+        """``channel`` was snapshotted: its anomalies ending before ``before_row`` cannot be
+        re-derived any more."""
+        ...
+
 
 class WorkerCore:
     """One worker's channels: first sight (restore, catch-up), scoring, emission, snapshots, hand-over."""
@@ -255,6 +260,8 @@ class WorkerCore:
         acked = await self.sender.send(self.config.state_topic, channel.encode(), payload, headers)
         self.fault_point("snapshot.queued")
         await acked
+        # an anomaly is closed within a threshold batch of its end row; a window is a wide margin
+        self.emission_log.forget_closed(channel, (stream.next_index or 0) - self.scorer.params.window_length)
         self.snapshot_index[channel] = stream.next_index or 0
         self.metrics.snapshot_written()
 

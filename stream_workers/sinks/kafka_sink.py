@@ -7,9 +7,12 @@ channel, and sends only emissions not yet on the topic.
 
 What it keeps is bounded: an anomaly's emissions only move forward (open, then updated as it
 grows, then closed), so one entry per anomaly — its latest emission — tells every re-derived
-emission apart from a new one. Closed anomalies are kept up to ``max_closed`` (oldest forgotten
-first), and the read-back starts where the successor's snapshots do (``load(since_ms)``), not at
-the start of the topic's seven days.
+emission apart from a new one. A closed anomaly is needed only while a successor could re-derive
+it: one that resumes from a channel's snapshot re-derives only what is evaluated after it, and an
+anomaly is closed within a threshold batch of its end row, so closed anomalies ending a margin
+before the snapshot's row go (``forget_closed``); ``max_closed`` caps them besides (oldest first). The
+read-back starts where the successor's snapshots do (``load(since_ms)``), not at the start of the
+topic's seven days.
 """
 
 from __future__ import annotations
@@ -45,10 +48,24 @@ class AnomalyTopicSink:
         self.metrics = metrics
         self.max_closed = max_closed
         self.open: dict[str, Progress] = {}  # event id -> its latest emission
-        self.closed: OrderedDict[str, None] = OrderedDict()  # closed event ids, oldest first
+        self.closed: OrderedDict[str, str] = OrderedDict()  # closed event id -> channel, oldest first
+        self.closed_of: dict[str, dict[str, int]] = {}  # channel -> its closed event ids -> end row
 
     def __len__(self) -> int:
         return len(self.open) + len(self.closed)
+
+    def _count(self) -> None:
+        self.metrics.dedup_entries.labels("open").set(len(self.open))
+        self.metrics.dedup_entries.labels("closed").set(len(self.closed))
+
+    def forget_closed(self, channel: str, before_row: int) -> None:
+        """Forget ``channel``'s closed anomalies that end before ``before_row``: a successor cannot
+        re-derive them any more (the caller's snapshot is past their closing)."""
+        ended = self.closed_of.get(channel, {})
+        for event_id in [e for e, end in ended.items() if end < before_row]:
+            del ended[event_id]
+            self.closed.pop(event_id, None)
+        self._count()
 
     def load(self, since_ms: int | None = None, each: Callable[[bytes], None] | None = None) -> int:
         """Read the emissions already on the topic (blocking; run it off the event loop), from
@@ -57,11 +74,13 @@ class AnomalyTopicSink:
         for record in self.reader.read_topic(self.topic, since_ms):
             if each is not None and record.value is not None:
                 each(record.value)
+            channel = (record.key or b"").decode(errors="replace")
             for name, value in record.headers:
                 if name == EMISSION_HEADER:
                     event_id, status, end = value.decode(errors="replace").rsplit(":", 2)
                     if status in STATUS_RANK and end.isdigit():
-                        self._remember(event_id, _progress(status, int(end)))
+                        self._remember(event_id, channel, _progress(status, int(end)))
+        self._count()
         return len(self)
 
     def _known(self, event: AnomalyEvent) -> bool:
@@ -70,14 +89,16 @@ class AnomalyTopicSink:
         known = self.open.get(event.event_id)
         return known is not None and _progress(event.status, event.end_index) <= known
 
-    def _remember(self, event_id: str, progress: Progress) -> None:
+    def _remember(self, event_id: str, channel: str, progress: Progress) -> None:
         if event_id in self.closed:
             return
         if progress[0] == STATUS_RANK["closed"]:
             self.open.pop(event_id, None)
-            self.closed[event_id] = None
+            self.closed[event_id] = channel
+            self.closed_of.setdefault(channel, {})[event_id] = progress[1]
             while len(self.closed) > self.max_closed:
-                self.closed.popitem(last=False)
+                oldest, of = self.closed.popitem(last=False)
+                self.closed_of.get(of, {}).pop(oldest, None)
         elif progress > self.open.get(event_id, (-1, -1)):
             self.open[event_id] = progress
 
@@ -88,6 +109,7 @@ class AnomalyTopicSink:
             return False
         headers = {EMISSION_HEADER: event.emission_key.encode()}
         await (await self.sender.send(self.topic, event.channel.encode(), event.to_bytes(), headers))
-        self._remember(event.event_id, _progress(event.status, event.end_index))
+        self._remember(event.event_id, event.channel, _progress(event.status, event.end_index))
         self.metrics.events_emitted.labels("kafka", event.status).inc()
+        self._count()
         return True

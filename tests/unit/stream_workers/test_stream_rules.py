@@ -410,3 +410,42 @@ def test_an_assignment_reads_emissions_from_its_oldest_snapshot_on() -> None:
     known = asyncio.run(scenario())
     mine = {e.event_id for e in events_of(log)}
     assert known == len(mine) and known < 1000
+
+
+def test_a_snapshot_lets_the_sink_forget_what_closed_a_window_before_it() -> None:
+    """A long run's memory stays flat: closed anomalies ending a margin before the channel's
+    snapshot row go, the rest (and every open one) stay."""
+    log = MemoryLog()
+    sink = AnomalyTopicSink("anomalies", log, log, WorkerMetrics.on(CollectorRegistry()))
+
+    async def scenario() -> None:
+        for n, end in enumerate((100, 900, 1500)):
+            await sink.emit(event(f"c{n}", "closed", end))
+        await sink.emit(event("live", "open", 1400))
+
+    asyncio.run(scenario())
+    sink.forget_closed("A-1", 1000)
+    assert set(sink.closed) == {"c2"} and set(sink.open) == {"live"}
+    sink.forget_closed("B-2", 10_000)  # another channel's snapshot forgets none of A-1's
+    assert set(sink.closed) == {"c2"}
+
+
+def test_the_core_forgets_closed_anomalies_as_it_snapshots() -> None:
+    log, sink = MemoryLog(), MemoryEventSink()
+    publish(log)
+    w = worker(log, sink)
+
+    async def scenario() -> None:
+        await w.core.assigned(2)
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, ROWS), batch=25)
+
+    asyncio.run(scenario())
+    emission_log = w.core.emission_log
+    assert isinstance(emission_log, AnomalyTopicSink)
+    closed = [e for e in events_of(log) if e.status == "closed"]
+    last_snapshot = w.core.snapshot_index  # the row each channel's last snapshot resumes at
+    kept = {e.event_id for e in closed if e.end_index >= last_snapshot[e.channel] - PARAMS.window_length}
+    assert set(emission_log.closed) == kept and len(kept) < len(closed)
+    assert set(emission_log.open) == {e.event_id for e in events_of(log) if e.status != "closed"} - {
+        e.event_id for e in closed
+    }
