@@ -81,9 +81,9 @@ class EmissionLog(EventSink, Protocol):
         record's value to ``each``; how many anomalies are known."""
         ...
 
-    def forget_closed(self, channel: str, before_row: int) -> None:
-        """``channel`` was snapshotted: its anomalies ending before ``before_row`` cannot be
-        re-derived any more."""
+    def forget_closed(self, channel: str, before_row: int, epoch: int = 0) -> None:
+        """``channel`` was snapshotted: its anomalies ending before ``before_row`` of stream
+        ``epoch``, and those of earlier epochs, cannot be re-derived any more."""
         ...
 
 
@@ -261,7 +261,8 @@ class WorkerCore:
         self.fault_point("snapshot.queued")
         await acked
         # an anomaly is closed within a threshold batch of its end row; a window is a wide margin
-        self.emission_log.forget_closed(channel, (stream.next_index or 0) - self.scorer.params.window_length)
+        margin = self.scorer.params.window_length
+        self.emission_log.forget_closed(channel, (stream.next_index or 0) - margin, stream.epoch)
         self.snapshot_index[channel] = stream.next_index or 0
         self.metrics.snapshot_written()
 

@@ -25,6 +25,7 @@ from stream_workers.metrics import WorkerMetrics
 from stream_workers.ports import RecordSender, TopicReader
 
 EMISSION_HEADER = "emission_key"
+EPOCH_HEADER = "stream_epoch"  # so the read-back knows it without decoding the event
 STATUS_RANK = {"open": 0, "updated": 1, "closed": 2}
 Progress = tuple[int, int]  # (status rank, end index) of an anomaly's latest emission
 
@@ -49,7 +50,7 @@ class AnomalyTopicSink:
         self.max_closed = max_closed
         self.open: dict[str, Progress] = {}  # event id -> its latest emission
         self.closed: OrderedDict[str, str] = OrderedDict()  # closed event id -> channel, oldest first
-        self.closed_of: dict[str, dict[str, int]] = {}  # channel -> its closed event ids -> end row
+        self.closed_of: dict[str, dict[str, tuple[int, int]]] = {}  # channel -> event id -> (epoch, end)
 
     def __len__(self) -> int:
         return len(self.open) + len(self.closed)
@@ -58,11 +59,12 @@ class AnomalyTopicSink:
         self.metrics.dedup_entries.labels("open").set(len(self.open))
         self.metrics.dedup_entries.labels("closed").set(len(self.closed))
 
-    def forget_closed(self, channel: str, before_row: int) -> None:
-        """Forget ``channel``'s closed anomalies that end before ``before_row``: a successor cannot
-        re-derive them any more (the caller's snapshot is past their closing)."""
+    def forget_closed(self, channel: str, before_row: int, epoch: int = 0) -> None:
+        """Forget ``channel``'s closed anomalies that end before ``before_row`` of stream ``epoch``,
+        and those of earlier epochs: a successor cannot re-derive them any more (the caller's
+        snapshot is past their closing)."""
         ended = self.closed_of.get(channel, {})
-        for event_id in [e for e, end in ended.items() if end < before_row]:
+        for event_id in [e for e, at in ended.items() if at < (epoch, before_row)]:
             del ended[event_id]
             self.closed.pop(event_id, None)
         self._count()
@@ -75,11 +77,13 @@ class AnomalyTopicSink:
             if each is not None and record.value is not None:
                 each(record.value)
             channel = (record.key or b"").decode(errors="replace")
-            for name, value in record.headers:
-                if name == EMISSION_HEADER:
-                    event_id, status, end = value.decode(errors="replace").rsplit(":", 2)
-                    if status in STATUS_RANK and end.isdigit():
-                        self._remember(event_id, channel, _progress(status, int(end)))
+            headers = dict(record.headers)
+            epoch = headers.get(EPOCH_HEADER, b"0")
+            key = headers.get(EMISSION_HEADER)
+            if key is not None:
+                event_id, status, end = key.decode(errors="replace").rsplit(":", 2)
+                if status in STATUS_RANK and end.isdigit() and epoch.isdigit():
+                    self._remember(event_id, channel, int(epoch), _progress(status, int(end)))
         self._count()
         return len(self)
 
@@ -89,13 +93,13 @@ class AnomalyTopicSink:
         known = self.open.get(event.event_id)
         return known is not None and _progress(event.status, event.end_index) <= known
 
-    def _remember(self, event_id: str, channel: str, progress: Progress) -> None:
+    def _remember(self, event_id: str, channel: str, epoch: int, progress: Progress) -> None:
         if event_id in self.closed:
             return
         if progress[0] == STATUS_RANK["closed"]:
             self.open.pop(event_id, None)
             self.closed[event_id] = channel
-            self.closed_of.setdefault(channel, {})[event_id] = progress[1]
+            self.closed_of.setdefault(channel, {})[event_id] = (epoch, progress[1])
             while len(self.closed) > self.max_closed:
                 oldest, of = self.closed.popitem(last=False)
                 self.closed_of.get(of, {}).pop(oldest, None)
@@ -107,9 +111,14 @@ class AnomalyTopicSink:
         the broker's ack."""
         if self._known(event):
             return False
-        headers = {EMISSION_HEADER: event.emission_key.encode()}
+        headers = {
+            EMISSION_HEADER: event.emission_key.encode(),
+            EPOCH_HEADER: str(event.stream_epoch).encode(),
+        }
         await (await self.sender.send(self.topic, event.channel.encode(), event.to_bytes(), headers))
-        self._remember(event.event_id, event.channel, _progress(event.status, event.end_index))
+        self._remember(
+            event.event_id, event.channel, event.stream_epoch, _progress(event.status, event.end_index)
+        )
         self.metrics.events_emitted.labels("kafka", event.status).inc()
         self._count()
         return True

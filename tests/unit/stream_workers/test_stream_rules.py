@@ -449,3 +449,24 @@ def test_the_core_forgets_closed_anomalies_as_it_snapshots() -> None:
     assert set(emission_log.open) == {e.event_id for e in events_of(log) if e.status != "closed"} - {
         e.event_id for e in closed
     }
+
+
+def test_a_new_stream_epoch_lets_the_sink_forget_the_old_epochs_closed_anomalies() -> None:
+    """``replay --loop``: each loop is an epoch over the same rows; an old epoch's anomalies end
+    at rows the new one reaches only later, yet none of them can be re-derived any more."""
+    log = MemoryLog()
+    sink = AnomalyTopicSink("anomalies", log, log, WorkerMetrics.on(CollectorRegistry()))
+
+    async def scenario() -> None:
+        await sink.emit(event("old", "closed", 5000))
+        await sink.emit(
+            anomaly_event(event_id="new", channel="A-1", end_index=5000, status="closed", stream_epoch=1)
+        )
+
+    asyncio.run(scenario())
+    sink.forget_closed("A-1", 10, epoch=1)
+    assert set(sink.closed) == {"new"}
+    reloaded = AnomalyTopicSink("anomalies", log, log, WorkerMetrics.on(CollectorRegistry()))
+    reloaded.load()
+    reloaded.forget_closed("A-1", 10, epoch=1)
+    assert set(reloaded.closed) == {"new"}  # the epoch came back with the read-back
