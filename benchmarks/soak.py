@@ -30,7 +30,7 @@ from benchmarks._harness import (
 from tmstream.ground.exposition import sample_sum
 
 CHANNELS = ("P-1", "D-7", "G-7")
-RATE = 50.0
+RATE = 100.0
 EVERY_S = 30.0
 
 
