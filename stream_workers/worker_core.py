@@ -303,7 +303,7 @@ class WorkerCore:
         log.info("assigned %d partitions; %d channel snapshots, %d anomalies known",
                  partitions, len(self.snapshots), emitted)  # fmt: skip
         if reconciling and read_back:
-            events = _events_of(read_back)
+            events = await asyncio.to_thread(_events_of, read_back)  # 100,000 may take seconds
             for sink in reconciling:  # beside the scoring: a view catching up must not hold alerts
                 self.reconciling.add(
                     task := asyncio.get_running_loop().create_task(self._reconcile(sink, events))
