@@ -14,6 +14,7 @@ The Faust adapter (``app``) calls ``process``, ``assigned``, ``revoked``, ``clos
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
@@ -41,6 +42,23 @@ Highwater = Callable[[Partition], int | None]
 POSITION_HEADER = "position"  # topic|partition|offset of the last record a snapshot holds
 WRITTEN_HEADER = "written_ms"  # the writer's wall clock
 EMISSION_LOOKBACK_MS = 10 * 60 * 1000
+DEADLETTER_MAX_BYTES = 900_000  # key and value: under the producer's 1 MiB request, with the headers
+DEADLETTER_MAX_KEY_BYTES = 65_536
+
+
+def _fitting(record: RecordRef, headers: dict[str, bytes]) -> tuple[bytes | None, bytes]:
+    """The record's key and value for its dead letter, cut to ``DEADLETTER_MAX_BYTES``: a record
+    near the broker's 1 MB limit plus the headers would not fit a request, the send would fail on
+    every redelivery, and the poison record would stop its partition. A cut one says so in its
+    headers (``truncated``, ``original_bytes``, ``sha256`` of the whole value)."""
+    key, value = record.key, record.value if record.value is not None else b""
+    if len(key or b"") + len(value) <= DEADLETTER_MAX_BYTES:
+        return key, value
+    headers["truncated"] = b"true"
+    headers["original_bytes"] = str(len(value)).encode()
+    headers["sha256"] = hashlib.sha256(value).hexdigest().encode()
+    key = None if key is None else key[:DEADLETTER_MAX_KEY_BYTES]
+    return key, value[: DEADLETTER_MAX_BYTES - len(key or b"")]
 
 
 def _events_of(payloads: list[bytes]) -> list[AnomalyEvent]:
@@ -219,8 +237,8 @@ class WorkerCore:
                 record.topic,
                 record.partition,
                 record.offset,
-                letter.detail[:300],
-            )  # fmt: skip  (a name can be 100 kB)
+                letter.detail[:300],  # a garbage channel name can be 100 kB
+            )
             headers = {
                 "reason": letter.reason.encode(),
                 "detail": letter.detail[:500].encode(),
@@ -228,8 +246,8 @@ class WorkerCore:
                 "source_partition": str(record.partition).encode(),
                 "source_offset": str(record.offset).encode(),
             }
-            value = record.value if record.value is not None else b""
-            pending.append(await self.sender.send(self.config.deadletter_topic, record.key, value, headers))
+            key, value = _fitting(record, headers)
+            pending.append(await self.sender.send(self.config.deadletter_topic, key, value, headers))
         for acked in pending:
             await acked
 

@@ -10,6 +10,7 @@ channel the fault does not touch must equal it byte for byte.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import zlib
 from collections.abc import Callable
@@ -470,3 +471,24 @@ def test_a_new_stream_epoch_lets_the_sink_forget_the_old_epochs_closed_anomalies
     reloaded.load()
     reloaded.forget_closed("A-1", 10, epoch=1)
     assert set(reloaded.closed) == {"new"}  # the epoch came back with the read-back
+
+
+def test_a_record_near_the_size_limit_is_dead_lettered_cut_and_says_so(oracle: Oracle) -> None:
+    """A 1.2 MB record with a 70 kB key (as the broker may take with a raised limit): its dead
+    letter would not fit a producer request, fail on every redelivery and stop its partition."""
+    log, sink = MemoryLog(), MemoryEventSink()
+    publish(log)
+    huge = message("A-1", 150, [0.25] * 240_000, 150_000)  # wrong width, 1.2 MB of JSON
+    records = log.partitions[Partition(topic_of("A-1"), 0)]
+    records.insert(150, RecordRef(topic_of("A-1"), 0, 150, b"A-1" * 24_000, huge))
+    renumber(log, topic_of("A-1"))
+    w = worker(log, sink)
+    asyncio.run(w.core.assigned(2))
+    run_to_end(log, sink, w, dict.fromkeys(CHANNELS, 0))
+    [letter] = log.records("deadletter")
+    headers = dict(letter.headers)
+    assert len(letter.key or b"") + len(letter.value or b"") <= 900_000
+    assert headers["truncated"] == b"true" and headers["original_bytes"] == str(len(huge)).encode()
+    assert headers["sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert (letter.value or b"") == huge[: len(letter.value or b"")]
+    assert by_channel(emitted(log)) == by_channel(emitted(oracle[0]))
