@@ -50,19 +50,22 @@ def only_channels(config_dir: Path, run_id: str, channels: dict[str, str], width
     )
 
 
-def expected_emissions(settings: Settings, channel: str, spacecraft: str) -> set[Emission]:
-    """The emissions of one uninterrupted pass over the channel with its current champion.
+def expected_emissions(settings: Settings, channel: str, spacecraft: str, epoch: int = 0) -> set[Emission]:
+    """The emissions of one uninterrupted pass over the channel with its current champion; with
+    ``epoch``, of the pass after the source restarted its index that often (other event ids).
 
     Cached per registry, channel and champion version: other tests may promote another champion.
     """
     version = ModelRegistry(settings).resolve(channel).version
-    return set(_expected(str(settings.state_dir), settings.data_dir, channel, spacecraft, version))
+    found = _detections(str(settings.state_dir), settings.data_dir, channel, version)
+    return {(event_id_for(channel, start, version, epoch), status, end) for start, status, end in found}
 
 
 @cache
-def _expected(
-    state_dir: str, data_dir: Path, channel: str, spacecraft: str, version: str
-) -> frozenset[Emission]:
+def _detections(
+    state_dir: str, data_dir: Path, channel: str, version: str
+) -> frozenset[tuple[int, str, int]]:
+    """(start row, status, end row) of every detection of the offline detector."""
     settings = load_settings({"environment": "testing", "state_dir": state_dir, "data_dir": str(data_dir)})
     rows = np.asarray(rows_of(settings, channel), dtype=np.float32)
     registry = ModelRegistry(settings)
@@ -80,7 +83,7 @@ def _expected(
         row = params.l_s + offset
         detections += detector.update(row, prediction, float(rows[row, 0]))
     detections += detector.finish("idle")
-    return frozenset((event_id_for(channel, d.start, version), d.status, d.end) for d in detections)
+    return frozenset((d.start, d.status, d.end) for d in detections)
 
 
 def emissions_of(events: list[dict[str, object]]) -> list[Emission]:
@@ -163,15 +166,15 @@ class PacedReplay:
 
 @contextmanager
 def paced_replay(
-    pipeline: Pipeline, channels: Iterable[str], rate: float, *, summary: bool = False
+    pipeline: Pipeline, channels: Iterable[str], rate: float, *, summary: bool = False, loop: bool = False
 ) -> Iterator[PacedReplay]:
     """A replay of ``channels`` paced at ``rate`` points/s, so a fault lands mid-stream however fast
-    the workers score; ``summary`` adds ``--json`` (what ``finish`` returns). Killed on the way out
-    if it is still running."""
+    the workers score; ``summary`` adds ``--json`` (what ``finish`` returns), ``loop`` ``--loop``.
+    Killed on the way out if it is still running."""
     name = f"replay-{len(list(pipeline.folder.glob('replay-*.out')))}"
     stdout, stderr = pipeline.folder / f"{name}.out", pipeline.folder / f"{name}.err"
-    json_flag = ["--json"] if summary else []
-    command = ["replay", "--channels", ",".join(channels), "--rate", str(rate), *json_flag]
+    flags = (["--json"] if summary else []) + (["--loop"] if loop else [])
+    command = ["replay", "--channels", ",".join(channels), "--rate", str(rate), *flags]
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "tmstream", *command],
