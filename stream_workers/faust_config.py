@@ -62,7 +62,9 @@ def faust_credentials(settings: Settings) -> Any:
 
 def faust_options(settings: Settings, datadir: Path) -> dict[str, Any]:
     """``faust.App`` options: raw records, acks from all replicas, no topic declaration (topics are
-    created up front), frequent commits, and the metrics web server bound where settings say."""
+    created up front), frequent commits, the metrics web server bound where settings say, and the
+    consumer's metadata refreshed every 5 s (aiokafka's default, 5 min, left a partition added to
+    a channel topic unconsumed that long: the channel's records go to it at once)."""
     return dict(
         broker=[f"kafka://{s}" for s in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -73,6 +75,7 @@ def faust_options(settings: Settings, datadir: Path) -> dict[str, Any]:
         web_port=settings.worker.metrics_port,
         web_enabled=True,
         consumer_auto_offset_reset="earliest",
+        consumer_metadata_max_age_ms=5_000,
         producer_acks=-1,
         topic_allow_declare=False,
         topic_disable_leader=True,
