@@ -50,17 +50,20 @@ def sample(run: Any, started: float) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     duration = float(os.environ.get("TMSTREAM_SOAK_S", "1800"))
     import_models(CHANNELS)
-    with testing_stack() as stack, tempfile.TemporaryDirectory() as folder:
-        with configuration(stack, Path(folder), 1, CHANNELS, 1) as soak:
-            replay = soak.replay("--channels", ",".join(CHANNELS), "--rate", str(RATE), "--loop")
-            started = time.monotonic()
-            series = []
-            try:
-                while time.monotonic() - started < duration:
-                    time.sleep(min(EVERY_S, max(0.0, duration - (time.monotonic() - started))))
-                    series.append(sample(soak, started))
-            finally:
-                stop(replay)
+    with (
+        testing_stack() as stack,
+        tempfile.TemporaryDirectory() as folder,
+        configuration(stack, Path(folder), 1, CHANNELS, 1) as soak,
+    ):
+        replay = soak.replay("--channels", ",".join(CHANNELS), "--rate", str(RATE), "--loop")
+        started = time.monotonic()
+        series = []
+        try:
+            while time.monotonic() - started < duration:
+                time.sleep(min(EVERY_S, max(0.0, duration - (time.monotonic() - started))))
+                series.append(sample(soak, started))
+        finally:
+            stop(replay)
     warm = series[max(0, len(series) // 5 - 1)]
     last = series[-1]
     peak_dedup = max(s["dedup_open"] + s["dedup_closed"] for s in series)
