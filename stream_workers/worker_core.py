@@ -143,7 +143,7 @@ class WorkerCore:
         self.reloaded = asyncio.Event()  # set once assigned() has read the snapshots and emissions
         self.snapshots: dict[str, bytes] = {}
         self.owned: dict[str, Partition] = {}  # channels seen since their partition was assigned
-        self.snapshot_index: dict[str, int] = {}
+        self.snapshot_index: dict[str, tuple[int, int]] = {}  # stream epoch and next row of the last
         self.positions: dict[Partition, int] = {}  # last offset processed per partition
         self.first_offsets: dict[Partition, int] = {}  # first record delivered per partition
 
@@ -266,7 +266,9 @@ class WorkerCore:
     async def _snapshot_due(self) -> None:
         """Snapshot channels that advanced ``snapshot_every`` points since their last snapshot."""
         for channel, stream in list(self.scorer.streams.items()):
-            if (stream.next_index or 0) - self.snapshot_index.get(channel, 0) >= self.config.snapshot_every:
+            epoch, row = self.snapshot_index.get(channel, (stream.epoch, 0))
+            # a new epoch restarts the rows: snapshot it at once, not when it passes the old rows
+            if epoch != stream.epoch or (stream.next_index or 0) - row >= self.config.snapshot_every:
                 await self._snapshot(channel, stream)
 
     async def _snapshot(self, channel: str, stream: ChannelStream) -> None:
@@ -281,7 +283,7 @@ class WorkerCore:
         # an anomaly is closed within a threshold batch of its end row; a window is a wide margin
         margin = self.scorer.params.window_length
         self.emission_log.forget_closed(channel, (stream.next_index or 0) - margin, stream.epoch)
-        self.snapshot_index[channel] = stream.next_index or 0
+        self.snapshot_index[channel] = (stream.epoch, stream.next_index or 0)
         self.metrics.snapshot_written()
 
     async def assigned(self, partitions: int, assignment: Collection[Partition] | None = None) -> None:

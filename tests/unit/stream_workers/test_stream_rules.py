@@ -224,6 +224,15 @@ def test_a_source_that_restarts_its_index_starts_a_scored_epoch(oracle: Oracle) 
     assert [e.close_reason for e in second if e.status == "closed"][-1] == "idle"
     assert any(e.close_reason == "stream_restarted" for e in first)
     assert_every_anomaly_closed(log)
+    # snapshots go on in the new epoch (not only once its rows pass the old ones), and with them
+    # the topic sink forgets the first pass's closed anomalies
+    epochs = [
+        json.loads(zlib.decompress(r.value or b""))["epoch"] for r in log.records("state") if r.key == b"A-1"
+    ]
+    assert epochs.count(1) >= (ROWS - PARAMS.l_s) // 40 - 1
+    emission_log = w.core.emission_log
+    assert isinstance(emission_log, AnomalyTopicSink)
+    assert not {e.event_id for e in first} & set(emission_log.closed)
 
 
 def test_a_forward_gap_closes_the_open_anomaly_with_stream_gap(oracle: Oracle) -> None:
@@ -444,7 +453,7 @@ def test_the_core_forgets_closed_anomalies_as_it_snapshots() -> None:
     emission_log = w.core.emission_log
     assert isinstance(emission_log, AnomalyTopicSink)
     closed = [e for e in events_of(log) if e.status == "closed"]
-    last_snapshot = w.core.snapshot_index  # the row each channel's last snapshot resumes at
+    last_snapshot = {c: row for c, (_, row) in w.core.snapshot_index.items()}  # where each resumes
     kept = {e.event_id for e in closed if e.end_index >= last_snapshot[e.channel] - PARAMS.window_length}
     assert set(emission_log.closed) == kept and len(kept) < len(closed)
     assert set(emission_log.open) == {e.event_id for e in events_of(log) if e.status != "closed"} - {

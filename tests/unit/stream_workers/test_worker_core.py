@@ -315,7 +315,7 @@ def test_snapshots_are_due_every_snapshot_every_points_and_restore_exactly() -> 
     snapshots = [r for r in log.records("state") if r.key == b"A-1"]
     assert len(snapshots) == 3  # at 40, 80 and 120 points
     assert w.value("tmstream_state_snapshots_total") == 3
-    assert w.core.snapshot_index["A-1"] == 120
+    assert w.core.snapshot_index["A-1"] == (0, 120)
     restored = ChannelStream.restore(snapshots[-1].value or b"", PARAMS, "A-1", FEATURES)
     assert restored.next_index == 120 and restored.last_offset == 119
 
