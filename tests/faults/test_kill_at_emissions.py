@@ -48,7 +48,7 @@ def test_kills_at_emissions_lose_and_repeat_nothing(pipeline, fault_table, place
     only_channels(pipeline.folder / "config", pipeline.run_id, CHANNELS, widths)
     expected = set().union(*(expected_emissions(settings, c, s) for c, s in CHANNELS.items()))
     assert sum(status == "closed" for _, status, _ in expected) >= 8  # several anomalies per run
-    kills, recoveries = [], []
+    kills, recoveries, on_topic = [], [], []
     # Paced, so that the chain of kills spreads over the channels' anomalies.
     with paced_replay(pipeline, CHANNELS, 400) as replay:
         for attempt in range(KILLS):
@@ -66,6 +66,7 @@ def test_kills_at_emissions_lose_and_repeat_nothing(pipeline, fault_table, place
             assert returncode == -signal.SIGKILL, pipeline.log(name)[-3000:]
             pipeline.stop_worker(name)
             kills.append(count)
+            on_topic.append(len(pipeline.topic_events()))  # read by kcat, right after the kill
             if ready is not None:
                 recoveries.append(ready)
         pipeline.env.pop("TMSTREAM_FAILPOINTS")
@@ -80,12 +81,13 @@ def test_kills_at_emissions_lose_and_repeat_nothing(pipeline, fault_table, place
     fault_table(
         scenario=f"kill -9 {place}",
         kill_points=len(kills),
-        after_emissions=len(kills),
+        after_emissions=sum(n > 0 for n in on_topic),
         points_lost=lost_points,
         recover_s=max(recoveries, default=float("nan")),
         **figures,
     )
     assert len(kills) >= 3, f"only {len(kills)} kills landed"
+    assert all(n > 0 for n in on_topic), on_topic  # each kill came after emissions existed
     assert lost_points == 0
 
 
