@@ -45,6 +45,7 @@ class ReplayPlan:
     loop: bool = False
     from_index: int = 0
     resume: bool = False
+    until_index: int | None = None  # exclusive: replay a slice of every channel (and loop over it)
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Replay:
                     starts[channel] = last + 1
         cursors, skipped = [], {}
         for spec in specs:
-            rows = _rows(dataset, spec, self.plan.split)
+            rows = _rows(dataset, spec, self.plan.split)[: self.plan.until_index]
             start = starts[spec.channel]
             if start >= len(rows):
                 if not (self.plan.loop and self.plan.resume):
@@ -252,6 +253,8 @@ def run_replay(
         raise ProducerError(f"rate must be positive, got {plan.rate}")
     if plan.from_index < 0:
         raise ProducerError(f"from-index must be ≥ 0, got {plan.from_index}")
+    if plan.until_index is not None and plan.until_index <= plan.from_index:
+        raise ProducerError(f"until-index must be above from-index {plan.from_index}, got {plan.until_index}")
     replay = Replay(settings, registry, plan, observer)
     if on_start:
         on_start(replay)

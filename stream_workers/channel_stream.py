@@ -84,6 +84,11 @@ class ChannelStream:
         self.topic, self.partition, self.last_offset = topic, partition, offset
 
     @property
+    def in_alarm(self) -> bool:
+        """An anomaly is open and was reported: what ``tmstream_channel_in_alarm`` exports."""
+        return self.threshold is not None and any(a.reported for a in self.threshold.in_progress)
+
+    @property
     def last_time_ms(self) -> int | None:
         return self.times[-1] if self.times else None
 

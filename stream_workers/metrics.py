@@ -197,6 +197,9 @@ class WorkerMetrics:
     def alarm_cleared(self, spacecraft: str, channel: str) -> None:
         self.in_alarm.labels(spacecraft, channel).set(0)
 
+    def alarm_restored(self, spacecraft: str, channel: str, in_alarm: bool) -> None:
+        self.in_alarm.labels(spacecraft, channel).set(int(in_alarm))
+
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()
 

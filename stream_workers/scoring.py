@@ -290,7 +290,7 @@ class StreamScorer:
         error = abs(prediction - actual)
         smoothed = threshold.smoothed[-1] if threshold is not None and threshold.smoothed else error
         epsilon = threshold.epsilon if threshold is not None and threshold.epsilon is not None else 0.0
-        in_alarm = int(bool(threshold is not None and any(a.reported for a in threshold.in_progress)))
+        in_alarm = int(stream.in_alarm)
         latest = {
             "value": actual,
             "prediction": prediction,

@@ -319,6 +319,7 @@ class WorkerCore:
         collect = read_back.append if reconciling else None
         emitted = await asyncio.to_thread(self.emission_log.load, since, collect)
         self.snapshots = snapshots
+        await asyncio.to_thread(self._export_restored_alarms, assignment)
         self.reloaded.set()
         log.info("assigned %d partitions; %d channel snapshots, %d anomalies known",
                  partitions, len(self.snapshots), emitted)  # fmt: skip
@@ -339,6 +340,24 @@ class WorkerCore:
         if written:
             log.warning("%s lacked %d of %d emissions read back from the topic; written now",
                         type(sink).__name__, written, len(events))  # fmt: skip
+
+    def _export_restored_alarms(self, assignment: Collection[Partition] | None) -> None:
+        """The alarm state of the snapshotted channels on ``assignment`` that do not run here yet.
+
+        A channel that moved in alarm stays in alarm on its new owner from the assignment on, not
+        from its next record: the old owner drops its series, and a silent channel would otherwise
+        resolve the critical alert and raise it again when it speaks.
+        """
+        for channel, payload in self.snapshots.items():
+            spec = self.channel_spec(channel)
+            if spec is None or channel in self.owned:
+                continue
+            try:
+                stream = ChannelStream.restore(payload, self.scorer.params, channel, spec.features)
+            except SnapshotError:
+                continue  # counted when the channel's first record restores it
+            if assignment is None or Partition(stream.topic, stream.partition) in assignment:
+                self.metrics.alarm_restored(stream.spacecraft, channel, stream.in_alarm)
 
     def _on_topics(self, channel: str, topics: Collection[str] | None) -> bool:
         spec = self.channel_spec(channel)

@@ -174,6 +174,9 @@ def replay(
     as_fast: bool = typer.Option(False, "--max", help="As fast as possible (the default without a rate)."),
     loop: bool = typer.Option(False, "--loop", help="Start over at row 0 after the last row, until stopped."),
     from_index: int = typer.Option(0, "--from-index", min=0, help="First row index of every channel."),
+    until_index: int | None = typer.Option(
+        None, "--until-index", min=1, help="Stop every channel before this row index (a slice)."
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue each channel after its last index on Kafka."
     ),
@@ -198,6 +201,7 @@ def replay(
         loop=loop,
         from_index=from_index,
         resume=resume,
+        until_index=until_index,
     )
     with metrics_endpoint(settings, f"replay-{os.getpid()}", metrics_port) as address:
         observer = RichObserver() if err_console.is_terminal and not as_json else PlainObserver(address)

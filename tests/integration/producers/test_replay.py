@@ -176,3 +176,32 @@ def test_loop_wraps_to_row_zero_and_sigterm_stops_cleanly(
     assert len(indices) == summary["points"]["P-1"] >= 20
     assert indices[:8] == [8500, 8501, 8502, 8503, 8504, 0, 1, 2]
     assert indices[5:] == list(range(len(indices) - 5))
+
+
+def test_slice_then_resume_sends_every_row_once(
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+) -> None:
+    command = ["replay", "--channels", "P-1", "--registry", str(registry_file), "--json"]
+    first = subprocess.run(
+        tmstream(nasa_dir, *command, "--from-index", "8000", "--until-index", "8300"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["points"] == {"P-1": 300}
+    rest = subprocess.run(
+        tmstream(nasa_dir, *command, "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert rest.returncode == 0, rest.stderr
+    assert json.loads(rest.stdout)["start_index"] == {"P-1": 8300}
+    assert [m["index"] for _, m in kcat_records(stack, f"{topic_name}.P-1")] == list(range(8000, P1_ROWS))
+
+    empty = subprocess.run(
+        tmstream(nasa_dir, *command, "--from-index", "10", "--until-index", "10"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty.returncode != 0
+    assert "until-index must be above from-index 10, got 10" in empty.stderr

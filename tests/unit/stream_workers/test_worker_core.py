@@ -302,6 +302,33 @@ def test_two_workers_hand_a_channel_over(oracle: tuple[MemoryLog, MemoryEventSin
     assert by_channel([e.to_bytes() for e in sink.events]) == by_channel(emitted(oracle_log))
 
 
+def test_a_channel_handed_over_in_alarm_is_in_alarm_on_its_new_owner_before_its_next_record() -> None:
+    """The old owner drops the series; the new one exports the snapshot's alarm at assignment, so a
+    silent channel's critical alert neither hangs on the old worker nor flaps on the handover."""
+
+    async def scenario() -> tuple[Worker, Worker, float | None]:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        first, second = worker(log, sink), worker(log, sink)
+        a1 = Partition(topic_of("A-1"), 0)
+        await first.core.assigned(1, [a1])
+        positions = {"A-1": 0}
+        while not first.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1"):
+            assert positions["A-1"] < ROWS, "A-1 never in alarm"
+            await deliver(first, log, positions, {"A-1": positions["A-1"] + 1}, batch=1)
+        await first.core.revoked([a1])
+        await first.core.assigned(0, [])
+        before = second.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1")
+        await second.core.assigned(1, [a1])
+        return first, second, before
+
+    first, second, before = asyncio.run(scenario())
+    assert before is None
+    assert second.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1") == 1
+    assert first.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1") is None
+    assert "A-1" not in second.core.owned, "exported, not restored: the channel restores at its first record"
+
+
 def test_snapshots_are_due_every_snapshot_every_points_and_restore_exactly() -> None:
     async def scenario() -> tuple[MemoryLog, Worker]:
         log, sink = MemoryLog(), MemoryEventSink()
