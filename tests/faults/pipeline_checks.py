@@ -58,14 +58,24 @@ def expected_emissions(settings: Settings, channel: str, spacecraft: str, epoch:
     """
     version = ModelRegistry(settings).resolve(channel).version
     found = _detections(str(settings.state_dir), settings.data_dir, channel, version)
-    return {(event_id_for(channel, start, version, epoch), status, end) for start, status, end in found}
+    return {(event_id_for(channel, start, version, epoch), status, end) for _, start, status, end in found}
+
+
+def alarm_rows(settings: Settings, channel: str) -> list[tuple[int, int]]:
+    """(row that opens it, row that closes it) of each anomaly the offline detector reports: the
+    channel is in alarm once the first is scored, until the second is."""
+    version = ModelRegistry(settings).resolve(channel).version
+    found = sorted(_detections(str(settings.state_dir), settings.data_dir, channel, version))
+    opened = {start: row for row, start, status, _ in found if status == "open"}
+    return [(opened[start], row) for row, start, status, _ in found if status == "closed" and start in opened]
 
 
 @cache
 def _detections(
     state_dir: str, data_dir: Path, channel: str, version: str
-) -> frozenset[tuple[int, str, int]]:
-    """(start row, status, end row) of every detection of the offline detector."""
+) -> frozenset[tuple[int, int, str, int]]:
+    """(row emitted at, start row, status, end row) of every detection of the offline detector; a
+    detection at the idle close is emitted at the last row."""
     settings = load_settings({"environment": "testing", "state_dir": state_dir, "data_dir": str(data_dir)})
     rows = np.asarray(rows_of(settings, channel), dtype=np.float32)
     registry = ModelRegistry(settings)
@@ -81,9 +91,9 @@ def _detections(
     detections = []
     for offset, prediction in enumerate(predictions.tolist()):
         row = params.l_s + offset
-        detections += detector.update(row, prediction, float(rows[row, 0]))
-    detections += detector.finish("idle")
-    return frozenset((d.start, d.status, d.end) for d in detections)
+        detections += [(row, d) for d in detector.update(row, prediction, float(rows[row, 0]))]
+    detections += [(len(rows) - 1, d) for d in detector.finish("idle")]
+    return frozenset((row, d.start, d.status, d.end) for row, d in detections)
 
 
 def emissions_of(events: list[dict[str, object]]) -> list[Emission]:
