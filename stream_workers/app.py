@@ -29,6 +29,7 @@ from producers.registry import ChannelLookup
 from stream_workers.configuration import threshold_parameters
 from stream_workers.faust_config import faust_options
 from stream_workers.kafka_ports import FaustRecordSender, KafkaTopicReader, TelemetryTopics
+from stream_workers.lease import LeaseLost, LoopLease
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.ports import Partition, RecordRef
 from stream_workers.scoring import StreamScorer
@@ -59,6 +60,13 @@ def _stop_unacknowledged(records: list[RecordRef]) -> NoReturn:
     where = f" from {first.topic}[{first.partition}]@{first.offset}" if first else ""
     log.critical("batch of %d records%s failed; exiting (%d) without acknowledging it",
                  len(records), where, EXIT_BATCH_FAILED, exc_info=True)  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
+
+
+def _stop_fenced(exc: LeaseLost) -> NoReturn:
+    """Outside a batch (a revoke, the idle close): the process was frozen past its lease."""
+    log.critical("%s; exiting (%d)", exc, EXIT_BATCH_FAILED)
     logging.shutdown()
     os._exit(EXIT_BATCH_FAILED)
 
@@ -118,6 +126,7 @@ class ScoringWorker:
         app.topics._resubscribe_sleep_lock_seconds = 1.0  # type: ignore[attr-defined]
         record_sender, reader = FaustRecordSender(app), KafkaTopicReader(settings)
         kafka = settings.kafka
+        lease = LoopLease(float(app.conf.broker_session_timeout) / 2)
         core = WorkerCore(
             self.scorer,
             CoreConfig(
@@ -135,6 +144,7 @@ class ScoringWorker:
             metrics=self.metrics,
             offload=self._offload,
             fault_point=FailPoints.from_environment(),
+            check_lease=lease.check,
         )
 
         @app.agent(telemetry)
@@ -152,14 +162,21 @@ class ScoringWorker:
                     _stop_unacknowledged(records)
 
         def highwater(partition: Partition) -> int | None:
-            return app.consumer.highwater(TP(partition.topic, partition.partition))
+            tp = TP(partition.topic, partition.partition)
+            if tp not in app.consumer.assignment():  # aiokafka asserts on a partition it lacks
+                return None
+            return app.consumer.highwater(tp)
 
         async def on_assigned(worker_app: faust.App, assigned: set[TP], **_: Any) -> None:
+            lease.renew()
             assignment = worker_app.consumer.assignment()
             await core.assigned(len(assignment), {_partition(tp) for tp in assignment})
 
         async def on_revoked(worker_app: faust.App, revoked: set[TP], **_: Any) -> None:
-            await core.revoked(_partition(tp) for tp in revoked)
+            try:
+                await core.revoked(_partition(tp) for tp in revoked)
+            except LeaseLost as exc:  # evicted while frozen: the hand-over snapshot is not ours to write
+                _stop_fenced(exc)
 
         async def discover_topics() -> None:
             try:  # not on the scoring thread: a batch would wait behind the broker's topic list
@@ -174,7 +191,13 @@ class ScoringWorker:
                 app.topics._flag_changes()  # type: ignore[attr-defined]  # see faust-streaming/faust#62
 
         async def close_idle() -> None:
-            await core.close_idle(highwater)
+            try:
+                await core.close_idle(highwater)
+            except LeaseLost as exc:
+                _stop_fenced(exc)
+
+        async def tick_lease() -> None:
+            lease.tick()
 
         async def export_lag() -> None:
             core.export_lag((_partition(tp) for tp in app.consumer.assignment()), highwater)
@@ -183,6 +206,7 @@ class ScoringWorker:
         app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
         app.timer(settings.worker.topic_refresh_s)(discover_topics)
         app.timer(1.0)(close_idle)
+        app.timer(lease.limit_s / 10)(tick_lease)
         app.timer(5.0)(export_lag)
         add_pages(app, self.name, self.probe, self.cache)
         return app

@@ -123,6 +123,7 @@ class WorkerCore:
         offload: Offloader,
         clock: Callable[[], float] = time.time,
         fault_point: Callable[[str], None] = lambda point: None,
+        check_lease: Callable[[], None] = lambda: None,
     ) -> None:
         self.scorer = scorer
         self.config = config
@@ -136,6 +137,7 @@ class WorkerCore:
         self.offload = offload
         self.clock = clock
         self.fault_point = fault_point  # tmstream.ground.failpoints: where fault tests kill -9
+        self.check_lease = check_lease  # raises before a write when the process may be a zombie (lease.py)
         self.reconciling: set[asyncio.Task[None]] = set()
         self.released: dict[str, tuple[str, Partition]] = {}  # revoked channels: spacecraft, partition
         self.released_partitions: set[Partition] = set()
@@ -146,6 +148,7 @@ class WorkerCore:
         self.snapshot_index: dict[str, tuple[int, int]] = {}  # stream epoch and next row of the last
         self.positions: dict[Partition, int] = {}  # last offset processed per partition
         self.first_offsets: dict[Partition, int] = {}  # first record delivered per partition
+        self.assignment: set[Partition] | None = None  # None: every partition (no group)
 
     async def process(self, records: Sequence[RecordRef]) -> None:
         """One micro-batch: accept every record, score, emit, update channel states, snapshot."""
@@ -157,6 +160,8 @@ class WorkerCore:
             letters: list[DeadLetter] = []
             for record in records:
                 tp = Partition(record.topic, record.partition)
+                if self.assignment is not None and tp not in self.assignment:
+                    continue  # fetched before a revoke: the new owner scores it (see revoked)
                 self.first_offsets.setdefault(tp, record.offset)
                 letters += await self._first_sight(record)
                 letter = self.scorer.accept(record)
@@ -165,6 +170,7 @@ class WorkerCore:
                 self.positions[tp] = record.offset
             await self._dead_letters(letters)
             await self._emit(await self.offload(self.scorer.score))
+            self.check_lease()
             await self.channel_states.update_channels(self.scorer.take_latest().items())
             await self._snapshot_due()
 
@@ -247,6 +253,7 @@ class WorkerCore:
                 "source_offset": str(record.offset).encode(),
             }
             key, value = _fitting(record, headers)
+            self.check_lease()
             pending.append(await self.sender.send(self.config.deadletter_topic, key, value, headers))
         for acked in pending:
             await acked
@@ -255,10 +262,12 @@ class WorkerCore:
         for event in events:
             log.info("anomaly %s %s %s rows %d-%d score %.3f", event.status, event.channel, event.event_id,
                      event.start_index, event.end_index, event.score)  # fmt: skip
+            self.check_lease()
             fresh = await self.emission_log.emit(event)
             if fresh:
                 self.fault_point("emission.sent_to_topic")
             for sink in self.sinks:
+                self.check_lease()
                 await sink.emit(event)
             if fresh:
                 self.fault_point("emission.sent_to_all")
@@ -277,6 +286,7 @@ class WorkerCore:
             POSITION_HEADER: f"{stream.topic}|{stream.partition}|{stream.last_offset}".encode(),
             WRITTEN_HEADER: str(int(self.clock() * 1000)).encode(),
         }
+        self.check_lease()
         acked = await self.sender.send(self.config.state_topic, channel.encode(), payload, headers)
         self.fault_point("snapshot.queued")
         await acked
@@ -300,6 +310,7 @@ class WorkerCore:
         """
         self.reloaded.clear()
         self.metrics.assigned(partitions)
+        self.assignment = None if assignment is None else set(assignment)
         kept = set(assignment or ())
         for channel, (spacecraft, tp) in self.released.items():
             if tp not in kept:
@@ -394,7 +405,13 @@ class WorkerCore:
 
     async def revoked(self, partitions: Iterable[Partition]) -> None:
         """Hand revoked channels over: snapshot them now and forget them (their series at the next
-        assignment, unless it gives them back)."""
+        assignment, unless it gives them back).
+
+        Faust goes on delivering records of revoked partitions that it had fetched; ``process``
+        skips them from now on. Scored here they would bring the channel back to this worker
+        beside its new owner: emissions twice, a snapshot written behind the owner's, and a
+        channel this worker keeps asking the consumer about (aiokafka asserts on a partition it
+        does not hold: the idle-close timer crashed the worker that way in the zombie test)."""
         revoked = set(partitions)
         async with self.lock:
             for channel, tp in list(self.owned.items()):
@@ -410,6 +427,8 @@ class WorkerCore:
                 self.first_offsets.pop(tp, None)
                 self.positions.pop(tp, None)
                 self.released_partitions.add(tp)
+            if self.assignment is not None:
+                self.assignment -= revoked
 
     def _busy_channels(self, highwater: Highwater) -> frozenset[str]:
         """Channels whose partition still has records beyond what this worker processed."""

@@ -10,7 +10,6 @@ offline detector's, none lost, none twice, none extra.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import signal
@@ -24,10 +23,10 @@ from tests.faults.pipeline_checks import (
     expected_emissions,
     only_channels,
     paced_replay,
+    points_lost,
     rows_of,
     settled_emissions,
 )
-from tmstream.ground.redis import redis_client
 
 pytestmark = pytest.mark.fault
 CHANNELS = {"P-1": "SMAP", "D-7": "MSL", "G-7": "SMAP"}
@@ -73,11 +72,7 @@ def test_kills_at_emissions_lose_and_repeat_nothing(pipeline, fault_table, place
         pipeline.start_worker("last")
         replay.finish(timeout=300)
         figures = settled_emissions(pipeline, expected, 300)
-    last_rows = {channel: len(rows_of(settings, channel)) - 1 for channel in CHANNELS}
-    with contextlib.suppress(AssertionError):  # the figure says what is missing
-        pipeline.wait_for(lambda: latest_scored(pipeline) == last_rows, 60, "every row scored")
-    scored = latest_scored(pipeline)
-    lost_points = sum(last - scored.get(channel, -1) for channel, last in last_rows.items())
+    lost_points = points_lost(pipeline, CHANNELS)
     fault_table(
         scenario=f"kill -9 {place}",
         kill_points=len(kills),
@@ -106,14 +101,3 @@ def ready_in(pipeline, name: str, timeout: float = 120) -> float | None:
             pass
         time.sleep(0.25)
     return None
-
-
-def latest_scored(pipeline) -> dict[str, int]:
-    """Each channel's last scored row, as the worker keeps it in Redis (``tmstream:channel:<c>``)."""
-    client = redis_client(pipeline.settings)
-    found = {}
-    for channel in CHANNELS:
-        index = client.hget(f"tmstream:channel:{channel}", "index")
-        if index is not None:
-            found[channel] = int(float(index))
-    return found

@@ -51,7 +51,7 @@ def topic_name() -> str:
     return f"test.{uuid.uuid4().hex[:12]}"
 
 
-REFERENCE_CHANNELS = ("P-1", "D-14", "A-1", "T-12", "D-7", "G-7", "A-5")
+REFERENCE_CHANNELS = ("P-1", "D-14", "A-1", "T-12", "D-7", "G-7", "A-5", "A-3", "T-1")
 
 
 @pytest.fixture(scope="session")

@@ -457,3 +457,28 @@ def test_dead_letters_keep_the_record_and_its_origin() -> None:
     letters = asyncio.run(scenario()).records("deadletter")
     assert [dict(r.headers)["reason"] for r in letters] == [b"malformed_json", b"malformed_json"]
     assert letters[0].value == b"{not json" and dict(letters[0].headers)["source_offset"] == b"0"
+
+
+def test_records_of_a_revoked_partition_delivered_after_the_revoke_are_left_to_the_new_owner() -> None:
+    """Faust hands the agent records it fetched before a revoke: scoring them would bring the
+    channel back beside its new owner (emissions twice, late snapshots)."""
+
+    async def scenario() -> tuple[MemoryLog, Worker, int, int]:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        a1, b2 = Partition(topic_of("A-1"), 0), Partition(topic_of("B-2"), 0)
+        await w.core.assigned(2, [a1, b2])
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 200), batch=25)
+        await w.core.revoked([a1])
+        states = len([r for r in log.records("state") if r.key == b"A-1"])
+        emissions = len(emitted(log))
+        await deliver(w, log, dict.fromkeys(CHANNELS, 200), dict.fromkeys(CHANNELS, ROWS), batch=25)
+        assert len([r for r in log.records("state") if r.key == b"A-1"]) == states
+        return log, w, emissions, len(emitted(log))
+
+    log, w, before, after = asyncio.run(scenario())
+    assert "A-1" not in w.core.owned and "A-1" not in w.core.scorer.streams
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="A-1") == 200
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") == ROWS
+    assert all(AnomalyEvent.from_bytes(v).channel == "B-2" for v in emitted(log)[before:]) and after > before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -60,3 +61,22 @@ def test_the_process_dies_by_sigkill_at_the_armed_hit(spec: str, hits: str, last
         assert result.returncode == 0 and printed == [0, 1, 2]
     else:
         assert result.returncode == -signal.SIGKILL and printed[-1] == last, result
+
+
+def test_a_stop_action_freezes_the_process_at_the_armed_hit_until_sigcont() -> None:
+    assert parse("a@2:stop") == [Trigger("a", 2, None, "stop")]
+    with pytest.raises(ConfigError, match="'a@2:pause' has action 'pause'"):
+        parse("a@2:pause")
+    process = subprocess.Popen(
+        [sys.executable, "-c", HITS, "a,a,a"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"TMSTREAM_FAILPOINTS": "a@2:stop", "PYTHONPATH": "."},
+    )
+    assert process.stdout is not None
+    assert [process.stdout.readline() for _ in range(2)] == ["0\n", "1\n"]
+    _, status = os.waitpid(process.pid, os.WUNTRACED)  # it stops itself at the second hit
+    assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP
+    process.send_signal(signal.SIGCONT)
+    out, _ = process.communicate(timeout=60)
+    assert out == "2\n" and process.returncode == 0
