@@ -10,12 +10,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from model_store.exceptions import ModelNotFound, ModelStoreError
+from model_store.exceptions import ModelNotFound, ModelStoreError, RegistryUnavailable
 from model_store.registry import ModelVersionInfo
 from model_store.weights import LstmWeights
 
@@ -93,6 +94,8 @@ class ModelCache:
         refresh_seconds: float = 30.0,
         alias: str = "champion",
         registry: CollectorRegistry = REGISTRY,
+        unavailable_retry_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.max_models = max_models
@@ -102,6 +105,11 @@ class ModelCache:
         self.metrics = CacheMetrics.on(registry)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._missing: dict[str, ModelNotFound] = {}
+        # a registry that did not answer is asked again after unavailable_retry_s, not at every
+        # batch: each attempt can take the HTTP client's retries and hold the scoring thread
+        self.unavailable_retry_s = unavailable_retry_s
+        self.clock = clock
+        self._unavailable: dict[str, tuple[float, RegistryUnavailable]] = {}
         self._loading: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -135,6 +143,11 @@ class ModelCache:
                     return entry.weights
                 if channel in self._missing:
                     raise self._missing[channel]
+                if channel in self._unavailable:
+                    until, error = self._unavailable[channel]
+                    if self.clock() < until:
+                        raise error
+                    del self._unavailable[channel]
                 pending = self._loading.get(channel)
                 if pending is None:
                     pending = self._loading[channel] = threading.Event()
@@ -158,6 +171,11 @@ class ModelCache:
             self.metrics.load_failures.labels(channel=channel).inc()
             with self._lock:
                 self._missing[channel] = exc
+            raise
+        except RegistryUnavailable as exc:
+            self.metrics.load_failures.labels(channel=channel).inc()
+            with self._lock:
+                self._unavailable[channel] = (self.clock() + self.unavailable_retry_s, exc)
             raise
         except ModelStoreError:
             self.metrics.load_failures.labels(channel=channel).inc()

@@ -25,5 +25,10 @@ class RegistryError(ModelStoreError):
     """The MLflow registry cannot be reached or holds something unexpected."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry did not answer (refused, timed out, a server error): transient, so a worker
+    keeps the channel's rows and asks again instead of leaving them unscored."""
+
+
 class TrainingError(ModelStoreError):
     """Training data is too short or a training run failed."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from model_store.exceptions import ModelNotFound, RegistryError, WeightsError
+from model_store.exceptions import ModelNotFound, RegistryError, RegistryUnavailable, WeightsError
 from model_store.weights import LstmWeights, load_npz, save_npz
 from tmstream.ground.settings import Settings
 
@@ -27,6 +27,11 @@ EXPERIMENT = "tmstream"
 ALIASES = ("champion", "reference", "challenger")
 WEIGHTS_DIR = "weights"
 WEIGHTS_FILE = "weights.npz"
+
+
+# what MLflow answers for a model or alias it lacks; any other failure (INTERNAL_ERROR for a refused
+# connection, TEMPORARILY_UNAVAILABLE, …) means it did not answer, which is not "no model"
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 def model_name(channel: str) -> str:
@@ -121,12 +126,17 @@ class ModelRegistry:
 
                 if self.uri.startswith("sqlite:///"):
                     Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                # MLflow reads these at each request; an explicit environment variable wins
+                mlflow_settings = self.settings.mlflow
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(mlflow_settings.request_retries))
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{mlflow_settings.request_timeout_s:g}")
                 try:
                     self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                     self._client.search_experiments(max_results=1)
                 except Exception as exc:
                     self._client = None
-                    raise RegistryError(f"cannot open the MLflow registry at {self.uri}: {exc}") from exc
+                    detail = f"cannot open the MLflow registry at {self.uri}: {exc}"
+                    raise RegistryUnavailable(detail) from exc
             return self._client
 
     def experiment_id(self) -> str:
@@ -256,8 +266,12 @@ class ModelRegistry:
         try:
             found = self.client.get_model_version_by_alias(model_name(channel), alias)
         except MlflowException as exc:
-            raise ModelNotFound(
-                f"channel {channel} has no model under alias {alias!r} in {self.uri}"
+            if exc.error_code in NOT_FOUND_CODES:
+                raise ModelNotFound(
+                    f"channel {channel} has no model under alias {alias!r} in {self.uri}"
+                ) from exc
+            raise RegistryUnavailable(
+                f"the MLflow registry at {self.uri} did not resolve channel {channel} ({alias}): {exc}"
             ) from exc
         return ModelVersionInfo(
             channel=channel,
@@ -296,9 +310,14 @@ class ModelRegistry:
             path = target / WEIGHTS_DIR / WEIGHTS_FILE
             if not path.is_file():
                 target.mkdir(parents=True, exist_ok=True)
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri, dst_path=str(target), tracking_uri=self.uri
-                )
+                try:
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=uri, dst_path=str(target), tracking_uri=self.uri
+                    )
+                except Exception as exc:  # MlflowException, OSError, requests' errors
+                    raise RegistryUnavailable(
+                        f"channel {info.channel} version {info.version}: cannot download {uri}: {exc}"
+                    ) from exc
                 path = next(target.rglob(WEIGHTS_FILE))
         if not path.is_file():
             raise WeightsError(

@@ -88,10 +88,6 @@ class ChannelStream:
         """An anomaly is open and was reported: what ``tmstream_channel_in_alarm`` exports."""
         return self.threshold is not None and any(a.reported for a in self.threshold.in_progress)
 
-    @property
-    def last_time_ms(self) -> int | None:
-        return self.times[-1] if self.times else None
-
     def append(self, index: int, values: list[float], event_time_ms: int, offset: int) -> None:
         """Add an accepted row (index == next_index, or the channel's first row)."""
         if self.next_index is None:
@@ -100,11 +96,16 @@ class ChannelStream:
         if len(self.history) > self.params.l_s:
             self.pending += 1
         self.times.append(event_time_ms)
-        if len(self.times) > self.time_capacity:
-            self.times.popleft()
-            self.first_time_index += 1
+        self.trim_times()
         self.next_index = index + 1
         self.last_offset = offset
+
+    def trim_times(self) -> None:
+        """Keep the event times detections can still ask for: a window behind the scored rows,
+        and every row still pending (held while the registry is away)."""
+        while len(self.times) > self.time_capacity + self.pending:
+            self.times.popleft()
+            self.first_time_index += 1
 
     def take_work(self) -> ScoringWork | None:
         """The rows behind every pending row, handed to the engine; None when nothing is pending."""
@@ -205,7 +206,7 @@ class ChannelStream:
             problems.append(f"{len(self.history)} rows with {self.pending} pending")
         if any(row.shape != (self.features,) or not np.isfinite(row).all() for row in self.history):
             problems.append("rows of the wrong width or not finite")
-        if len(self.times) > self.time_capacity or self.last_offset < 0 or self.partition < 0:
+        if len(self.times) > self.time_capacity + self.pending or self.last_offset < 0 or self.partition < 0:
             problems.append(f"{len(self.times)} times, offset {self.last_offset}, partition {self.partition}")
         threshold = self.threshold
         if threshold is not None and (

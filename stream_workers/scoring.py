@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from model_store.exceptions import ModelNotFound, ModelStoreError
+from model_store.exceptions import ModelNotFound, ModelStoreError, RegistryUnavailable
 from model_store.weights import LstmWeights
 from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError
@@ -27,6 +27,9 @@ from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import CloseReason, Detection
 
 log = logging.getLogger(__name__)
+# rows a channel keeps while the registry is away: 10,000 rows of 55 float32 features are 2.2 MB
+# (2.8 hours at the nominal 1 point/s)
+MAX_HELD_ROWS = 10_000
 
 
 class ModelMismatch(ModelStoreError):
@@ -73,6 +76,7 @@ class StreamScorer:
         self.streams: dict[str, ChannelStream] = {}
         self.latest: dict[str, dict[str, float | int | str]] = {}
         self.last_seen: dict[str, float] = {}
+        self.held: set[str] = set()  # channels whose rows wait for the registry
         self.counted: dict[str, set[str]] = {}  # event ids counted as opened, by channel
         self.retired: list[tuple[ChannelStream, CloseReason]] = []  # replaced, to score and close
 
@@ -113,8 +117,10 @@ class StreamScorer:
             self.metrics.point_redelivered(*labels)
             return None
         if stream.next_index is not None and message.index < stream.next_index:
-            last_time = stream.last_time_ms
-            if last_time is None or message.event_time_ms <= last_time:  # the same rows again
+            # the same row again carries its own time: compare with that row's (the oldest kept
+            # for rows already forgotten), not the newest, which a restart's first row can share
+            # to the millisecond (a paced replay hands a tick's points over in one go)
+            if not stream.times or message.event_time_ms <= stream.time_of(message.index):
                 reason = "duplicate_index" if message.index == stream.next_index - 1 else "out_of_order_index"
                 detail = f"channel {channel}: index {message.index}, expected {stream.next_index}"
                 stream.take_position(record.topic, record.partition, record.offset)
@@ -165,13 +171,23 @@ class StreamScorer:
         ]
         out: dict[int, list[AnomalyEvent]] = {id(stream): [] for stream, _ in candidates}
         taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]] = []
-        for stream, _ in candidates:
+        for stream, reason in candidates:
+            if stream.pending == 0 or stream.next_index is None:
+                continue
+            weights, failure = self._model_for(stream)
+            if isinstance(failure, RegistryUnavailable) and reason is None and self._hold(stream, failure):
+                continue
             work = self._take_work(stream)
             if work is None:
                 continue
             windows += work.count
-            weights = self._model_for(stream, work, out[id(stream)])
-            if weights is not None:
+            if weights is None:
+                out[id(stream)] += self._unscored(stream, work, failure or ModelNotFound(stream.channel))
+            else:
+                if stream.channel in self.held:
+                    log.info("channel %s: the registry answered; scoring %d held rows",
+                             stream.channel, work.count)  # fmt: skip
+                    self.held.discard(stream.channel)
                 taken.append((stream, work, weights))
             self.last_seen[stream.channel] = self.monotonic()
         for (stream, work, weights), predictions in zip(taken, self._predict(taken, out), strict=True):
@@ -193,10 +209,8 @@ class StreamScorer:
             self._restart(stream, "stream_gap", stream.epoch)
             return None
 
-    def _model_for(
-        self, stream: ChannelStream, work: ScoringWork, out: list[AnomalyEvent]
-    ) -> LstmWeights | None:
-        """The channel's champion, or None (its points counted unscored) when it has none that fits."""
+    def _model_for(self, stream: ChannelStream) -> tuple[LstmWeights | None, Exception | None]:
+        """The channel's champion, or why it has none that fits."""
         try:
             weights = self.models.get(stream.channel)
             if (weights.l_s, weights.n_features) != (self.params.l_s, stream.features):
@@ -205,9 +219,20 @@ class StreamScorer:
                     f"({weights.l_s}, {weights.n_features}), stream ({self.params.l_s}, {stream.features})"
                 )
         except Exception as exc:
-            out += self._unscored(stream, work, exc)
-            return None
-        return weights
+            return None, exc
+        return weights, None
+
+    def _hold(self, stream: ChannelStream, exc: RegistryUnavailable) -> bool:
+        """Keep the rows of a channel whose model the registry cannot hand over now (a stopped
+        MLflow server): they are scored when it answers, up to ``MAX_HELD_ROWS``; past that they
+        are left unscored (``model_error``) and the channel starts again."""
+        if stream.pending > MAX_HELD_ROWS:
+            self.held.discard(stream.channel)
+            return False
+        if stream.channel not in self.held:
+            log.warning("channel %s: %s; holding its rows until the registry answers", stream.channel, exc)
+            self.held.add(stream.channel)
+        return True
 
     def _predict(
         self, taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]], out: dict[int, list[AnomalyEvent]]
@@ -282,7 +307,9 @@ class StreamScorer:
         last_index = work.first_index + work.count - 1
         self.metrics.scored(*labels, work.count, max(0.0, now - stream.time_of(last_index) / 1000))
         self._record_latest(stream, last_index, float(predictions[-1]), float(work.actuals[-1]))
-        return events + self._events(stream, detections, now)
+        events += self._events(stream, detections, now)
+        stream.trim_times()  # after the events took their times: held rows may have needed old ones
+        return events
 
     def _record_latest(self, stream: ChannelStream, index: int, prediction: float, actual: float) -> None:
         labels = (stream.spacecraft, stream.channel)

@@ -407,11 +407,13 @@ class WorkerCore:
         """Hand revoked channels over: snapshot them now and forget them (their series at the next
         assignment, unless it gives them back).
 
-        Faust goes on delivering records of revoked partitions that it had fetched; ``process``
-        skips them from now on. Scored here they would bring the channel back to this worker
-        beside its new owner: emissions twice, a snapshot written behind the owner's, and a
-        channel this worker keeps asking the consumer about (aiokafka asserts on a partition it
-        does not hold: the idle-close timer crashed the worker that way in the zombie test)."""
+        Faust goes on delivering records of revoked partitions that it had fetched. ``process``
+        waits for the assignment that follows (an eager rebalance revokes everything and gives
+        most back: those records are not fetched again, so they must be scored here), then skips
+        the records of partitions that did not come back. Scored here they would bring the channel
+        back to this worker beside its new owner: emissions twice, a snapshot written behind the
+        owner's, and a channel this worker keeps asking the consumer about (aiokafka asserts on a
+        partition it does not hold: the idle-close timer crashed the worker that way)."""
         revoked = set(partitions)
         async with self.lock:
             for channel, tp in list(self.owned.items()):
@@ -429,6 +431,7 @@ class WorkerCore:
                 self.released_partitions.add(tp)
             if self.assignment is not None:
                 self.assignment -= revoked
+            self.reloaded.clear()  # until the assignment that follows says which partitions stay
 
     def _busy_channels(self, highwater: Highwater) -> frozenset[str]:
         """Channels whose partition still has records beyond what this worker processed."""

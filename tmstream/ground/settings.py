@@ -155,6 +155,10 @@ class AlertmanagerSettings(Section):
 
 class MlflowSettings(Section):
     tracking_uri: str | None = None
+    # MLflow's own HTTP defaults (7 retries, backoff factor 2, 120 s timeout) hold a query to a
+    # stopped server for minutes; a worker asks again at its next batch or refresh instead
+    request_retries: int = Field(2, ge=0)
+    request_timeout_s: float = Field(10, gt=0)
 
 
 class ModelSettings(Section):

@@ -235,6 +235,26 @@ def test_a_source_that_restarts_its_index_starts_a_scored_epoch(oracle: Oracle) 
     assert not {e.event_id for e in first} & set(emission_log.closed)
 
 
+def test_a_restart_in_the_same_millisecond_as_the_last_row_is_an_epoch_and_a_repeat_is_not() -> None:
+    """A paced replay hands a tick's points over together: the loop's row 0 can carry the last
+    row's time to the millisecond (the fault suite's loop test dead-lettered such rows). The last
+    row sent again with its own time is still a duplicate."""
+    log, sink = MemoryLog(), MemoryEventSink()
+    rows = telemetry(CHANNELS["A-1"])
+    for index, row in enumerate(rows):
+        log.append(topic_of("A-1"), b"A-1", message("A-1", index, row.tolist(), 1_000 * index))
+    last_time = 1_000 * (ROWS - 1)
+    log.append(topic_of("A-1"), b"A-1", message("A-1", ROWS - 1, rows[-1].tolist(), last_time))
+    for index, row in enumerate(rows[:50]):
+        log.append(topic_of("A-1"), b"A-1", message("A-1", index, row.tolist(), last_time + index // 5))
+    w = worker(log, sink)
+    asyncio.run(w.core.assigned(1))
+    run_to_end(log, sink, w, {"A-1": 0, "B-2": 0})
+    letters = log.records("deadletter")
+    assert [dict(r.headers)["reason"] for r in letters] == [b"duplicate_index"]
+    assert w.core.scorer.streams["A-1"].epoch == 1 and w.core.scorer.streams["A-1"].next_index == 50
+
+
 def test_a_forward_gap_closes_the_open_anomaly_with_stream_gap(oracle: Oracle) -> None:
     """Rows missing just after an anomaly opened (the publisher skips NaN rows): before, the
     detector was replaced and the open event never closed."""

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from model_store.exceptions import ModelNotFound
+from model_store.exceptions import ModelNotFound, RegistryUnavailable
 from producers.channel_spec import ChannelSpec
 from producers.messages import TelemetryMessage
+from stream_workers import scoring
 from stream_workers.channel_stream import ChannelStream
 from stream_workers.events import AnomalyEvent
 from stream_workers.metrics import WorkerMetrics
@@ -289,6 +290,7 @@ def test_two_workers_hand_a_channel_over(oracle: tuple[MemoryLog, MemoryEventSin
         positions = dict.fromkeys(CHANNELS, 0)
         await deliver(first, log, positions, dict.fromkeys(CHANNELS, handover), batch=20)
         await first.core.revoked([Partition(topic_of("A-1"), 0)])
+        await first.core.assigned(1, [Partition(topic_of("B-2"), 0)])
         await second.core.assigned(1)
         await deliver(second, log, {"A-1": positions["A-1"]}, {"A-1": ROWS}, batch=20)
         await deliver(first, log, {"B-2": positions["B-2"]}, {"B-2": ROWS}, batch=20)
@@ -471,6 +473,7 @@ def test_records_of_a_revoked_partition_delivered_after_the_revoke_are_left_to_t
         await w.core.assigned(2, [a1, b2])
         await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 200), batch=25)
         await w.core.revoked([a1])
+        await w.core.assigned(1, [b2])
         states = len([r for r in log.records("state") if r.key == b"A-1"])
         emissions = len(emitted(log))
         await deliver(w, log, dict.fromkeys(CHANNELS, 200), dict.fromkeys(CHANNELS, ROWS), batch=25)
@@ -479,6 +482,103 @@ def test_records_of_a_revoked_partition_delivered_after_the_revoke_are_left_to_t
 
     log, w, before, after = asyncio.run(scenario())
     assert "A-1" not in w.core.owned and "A-1" not in w.core.scorer.streams
-    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="A-1") == 200
+    # its series left with the partition, and nothing scored here brought them back
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="A-1") is None
     assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") == ROWS
     assert all(AnomalyEvent.from_bytes(v).channel == "B-2" for v in emitted(log)[before:]) and after > before
+
+
+class RegistryAway(Models):
+    """The registry stops answering for a while (a stopped MLflow server), for some channels."""
+
+    def __init__(self, channels: Sequence[str]) -> None:
+        super().__init__()
+        self.away = False
+        self.channels = set(channels)
+
+    def get(self, channel: str) -> TinyModel:
+        if self.away and channel in self.channels:
+            raise RegistryUnavailable(f"the registry did not resolve {channel}")
+        return super().get(channel)
+
+
+def test_rows_wait_for_a_registry_that_is_away_and_are_scored_when_it_answers(
+    oracle: tuple[MemoryLog, MemoryEventSink],
+) -> None:
+    """A-1's model cannot be had for 150 rows past its first emission: its rows are held, not
+    left unscored, and every emission is the uninterrupted run's."""
+    oracle_log, _ = oracle
+    away_from = first_emission_offset(oracle_log, "A-1") + 3
+
+    async def scenario() -> tuple[MemoryLog, Worker]:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        models = RegistryAway(["A-1"])
+        w = worker(log, sink, models)
+        await w.core.assigned(len(CHANNELS))
+        positions = dict.fromkeys(CHANNELS, 0)
+        await deliver(w, log, positions, dict.fromkeys(CHANNELS, away_from), batch=25)
+        models.away = True
+        await deliver(w, log, positions, dict.fromkeys(CHANNELS, away_from + 150), batch=25)
+        assert w.core.scorer.streams["A-1"].pending >= 150 and "A-1" in w.core.scorer.held
+        models.away = False
+        await deliver(w, log, positions, dict.fromkeys(CHANNELS, ROWS), batch=25)
+        await finish(w, log)
+        return log, w
+
+    log, w = asyncio.run(scenario())
+    assert by_channel(emitted(log)) == by_channel(emitted(oracle_log))
+    assert w.value("tmstream_points_scored_total", spacecraft="TEST", channel="A-1") == ROWS - PARAMS.l_s
+    assert w.core.scorer.held == set()
+
+
+def test_past_the_hold_limit_the_rows_are_unscored_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scoring, "MAX_HELD_ROWS", 40)
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        models = RegistryAway(["A-1"])
+        models.away = True
+        w = worker(log, sink, models)
+        await w.core.assigned(len(CHANNELS))
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 300), batch=25)
+        return w
+
+    w = asyncio.run(scenario())
+    unscored = w.value(
+        "tmstream_points_unscored_total", spacecraft="TEST", channel="A-1", reason="model_error"
+    )
+    assert unscored is not None and unscored > 0
+    assert w.core.scorer.streams["A-1"].pending <= 40 + 25
+    assert w.value("tmstream_points_scored_total", spacecraft="TEST", channel="B-2") == 300 - PARAMS.l_s
+
+
+def test_records_delivered_between_an_eager_revoke_and_the_assignment_that_gives_them_back_are_scored(
+    oracle: tuple[MemoryLog, MemoryEventSink],
+) -> None:
+    """Faust revokes every partition, delivers what it had fetched, then assigns most back: those
+    records are not fetched again, so the core waits for the assignment before it decides."""
+    oracle_log, _ = oracle
+
+    async def scenario() -> tuple[MemoryLog, bool]:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        everything = [Partition(topic_of(c), 0) for c in CHANNELS]
+        await w.core.assigned(2, everything)
+        positions = dict.fromkeys(CHANNELS, 0)
+        await deliver(w, log, positions, dict.fromkeys(CHANNELS, 200), batch=25)
+        await w.core.revoked(everything)
+        late = asyncio.create_task(deliver(w, log, positions, dict.fromkeys(CHANNELS, 225), batch=25))
+        await asyncio.sleep(0.01)
+        waited = not late.done()
+        await w.core.assigned(2, everything)
+        await late
+        await deliver(w, log, positions, dict.fromkeys(CHANNELS, ROWS), batch=25)
+        await finish(w, log)
+        return log, waited
+
+    log, waited = asyncio.run(scenario())
+    assert waited, "the records were decided on before the assignment"
+    assert by_channel(emitted(log)) == by_channel(emitted(oracle_log))
