@@ -36,3 +36,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 .venv/bin/tmstream stack install
+
+# toxiproxy, for the fault suite's network partitions (a TCP proxy whose toxics black-hole traffic),
+# built once from the Go module proxy; nothing at runtime uses it.
+toxiproxy_version=v2.5.0
+toxiproxy_dir=${XDG_CACHE_HOME:-$HOME/.cache}/tmstream/toxiproxy/$toxiproxy_version
+go=$(command -v go || echo /usr/local/go/bin/go)
+if [ ! -x "$toxiproxy_dir/server" ] && [ -x "$go" ]; then
+  echo "building toxiproxy $toxiproxy_version"
+  GOBIN="$toxiproxy_dir" "$go" install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
+elif [ ! -x "$toxiproxy_dir/server" ]; then
+  echo "install.sh: no Go toolchain, so no toxiproxy: the network-partition fault test will skip" >&2
+fi

@@ -148,7 +148,9 @@ class WorkerCore:
         self.snapshot_index: dict[str, tuple[int, int]] = {}  # stream epoch and next row of the last
         self.positions: dict[Partition, int] = {}  # last offset processed per partition
         self.first_offsets: dict[Partition, int] = {}  # first record delivered per partition
-        self.assignment: set[Partition] | None = None  # None: every partition (no group)
+        # revoked and not assigned back: their records still in Faust's buffers are the new
+        # owner's (a partition never revoked, such as one just added, is always this worker's)
+        self.gone: set[Partition] = set()
 
     async def process(self, records: Sequence[RecordRef]) -> None:
         """One micro-batch: accept every record, score, emit, update channel states, snapshot."""
@@ -160,7 +162,7 @@ class WorkerCore:
             letters: list[DeadLetter] = []
             for record in records:
                 tp = Partition(record.topic, record.partition)
-                if self.assignment is not None and tp not in self.assignment:
+                if tp in self.gone:
                     continue  # fetched before a revoke: the new owner scores it (see revoked)
                 self.first_offsets.setdefault(tp, record.offset)
                 letters += await self._first_sight(record)
@@ -310,8 +312,8 @@ class WorkerCore:
         """
         self.reloaded.clear()
         self.metrics.assigned(partitions)
-        self.assignment = None if assignment is None else set(assignment)
         kept = set(assignment or ())
+        self.gone = set() if assignment is None else (self.gone | self.released_partitions) - kept
         for channel, (spacecraft, tp) in self.released.items():
             if tp not in kept:
                 self.metrics.channel_forgotten(spacecraft, channel)
@@ -429,8 +431,6 @@ class WorkerCore:
                 self.first_offsets.pop(tp, None)
                 self.positions.pop(tp, None)
                 self.released_partitions.add(tp)
-            if self.assignment is not None:
-                self.assignment -= revoked
             self.reloaded.clear()  # until the assignment that follows says which partitions stay
 
     def _busy_channels(self, highwater: Highwater) -> frozenset[str]:

@@ -582,3 +582,21 @@ def test_records_delivered_between_an_eager_revoke_and_the_assignment_that_gives
     log, waited = asyncio.run(scenario())
     assert waited, "the records were decided on before the assignment"
     assert by_channel(emitted(log)) == by_channel(emitted(oracle_log))
+
+
+def test_records_of_a_partition_added_before_the_assignment_handler_ran_are_scored() -> None:
+    """Faust resumes a new partition before its assignment handlers finish: its records are this
+    worker's, never a revoked partition's (a partition-count increase lost 899 points so)."""
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        await w.core.assigned(1, [Partition(topic_of("A-1"), 0)])
+        await deliver(w, log, {"A-1": 0}, {"A-1": 200}, batch=25)
+        # B-2's partition arrives before the handler that would list it
+        await deliver(w, log, {"B-2": 0}, {"B-2": 200}, batch=25)
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") == 200
