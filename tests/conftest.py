@@ -14,10 +14,20 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
+
+# The engine's numba kernels are cached on disk (cache=True). Loaded in this process from a cache
+# another process wrote (the suite's workers write it), they failed beside TensorFlow with
+# "NRT_adapt_ndarray_to_python: 'descr' is NULL" (test_keras_equivalence, warm cache only). This
+# process compiles into a cache of its own; the workers it starts keep the project's.
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="tmstream-numba-")
+import numba  # noqa: F401  (reads NUMBA_CACHE_DIR once, at import)
+
+del os.environ["NUMBA_CACHE_DIR"]
 
 import numpy as np
 import pytest
