@@ -60,13 +60,16 @@ def _stop_unacknowledged(records: list[RecordRef]) -> NoReturn:
     where = f" from {first.topic}[{first.partition}]@{first.offset}" if first else ""
     log.critical("batch of %d records%s failed; exiting (%d) without acknowledging it",
                  len(records), where, EXIT_BATCH_FAILED, exc_info=True)  # fmt: skip
-    logging.shutdown()
-    os._exit(EXIT_BATCH_FAILED)
+    _exit()
 
 
 def _stop_fenced(exc: LeaseLost) -> NoReturn:
     """Outside a batch (a revoke, the idle close): the process was frozen past its lease."""
     log.critical("%s; exiting (%d)", exc, EXIT_BATCH_FAILED)
+    _exit()
+
+
+def _exit() -> NoReturn:
     logging.shutdown()
     os._exit(EXIT_BATCH_FAILED)
 

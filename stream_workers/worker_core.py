@@ -361,10 +361,11 @@ class WorkerCore:
         from its next record: the old owner drops its series, and a silent channel would otherwise
         resolve the critical alert and raise it again when it speaks.
         """
+        topics = None if assignment is None else {tp.topic for tp in assignment}
         for channel, payload in self.snapshots.items():
             spec = self.channel_spec(channel)
-            if spec is None or channel in self.owned:
-                continue
+            if spec is None or channel in self.owned or (topics is not None and spec.topic not in topics):
+                continue  # decoding a snapshot costs: only those of channels that may run here
             try:
                 stream = ChannelStream.restore(payload, self.scorer.params, channel, spec.features)
             except SnapshotError:
