@@ -12,6 +12,7 @@ from faust.tables import TableManager
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 
+from stream_workers.assignor import SpreadingAssignor
 from tmstream.ground.settings import Settings
 
 
@@ -64,7 +65,8 @@ def faust_options(settings: Settings, datadir: Path) -> dict[str, Any]:
     """``faust.App`` options: raw records, acks from all replicas, no topic declaration (topics are
     created up front), frequent commits, the metrics web server bound where settings say, and the
     consumer's metadata refreshed every 5 s (aiokafka's default, 5 min, left a partition added to
-    a channel topic unconsumed that long: the channel's records go to it at once)."""
+    a channel topic unconsumed that long: the channel's records go to it at once). Partitions are
+    spread over the group's workers by ``SpreadingAssignor``, not co-partitioned."""
     return dict(
         broker=[f"kafka://{s}" for s in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -85,4 +87,6 @@ def faust_options(settings: Settings, datadir: Path) -> dict[str, Any]:
         logging_config=None,
         ConsumerScheduler=PartitionRunScheduler,
         TableManager=NoTablesManager,
+        PartitionAssignor=SpreadingAssignor,
+        table_standby_replicas=1,  # Faust's default; at 0 its driver would bypass PartitionAssignor
     )
