@@ -152,8 +152,8 @@ def _window_cell(z, add, c, h, hard):
     _unit_row(zi, zf, zg, zo, ai, af, ag, ao, 1, c, h, hard)
 
 
-def _kernels(hard: bool) -> tuple[Any, Any]:
-    """``_forward`` and ``_forward_narrow`` for one recurrent activation, from one source.
+def _kernels(hard: bool) -> tuple[Any, Any, Any]:
+    """``_forward``, ``_forward_narrow`` and ``_carry`` for one recurrent activation, from one source.
 
     ``hard`` is a closure constant: each activation gets kernels of its own, the gate inlined
     and its branch folded away at compile time (numba caches both, keyed by the closure's
@@ -234,10 +234,46 @@ def _kernels(hard: bool) -> tuple[Any, Any]:
             found[b] = np.sum(dense[0] * state[b, offsets[-1] :]) + dense_bias
         return found
 
-    return _forward, _forward_narrow
+    @njit(fastmath=_MATH, nogil=True, error_model="numpy", cache=True)
+    def _carry(rows, state, cells, input_kernel, first, first_bias, upper, upper_index, offsets, dense,
+               dense_bias):  # fmt: skip
+        """Feed ``rows`` (T, F) into one carried state, one LSTM step each; the prediction after
+        each row.
+
+        ``state`` and ``cells`` (1, rows of ``_forward``'s state) hold each layer's h and c after
+        the rows before, updated in place (the feature rows are scratch). Every product is a
+        ``_rows_dot`` of this channel alone, never a BLAS call whose kernel depends on the batch, so
+        the result of a row does not depend on how the rows were split into calls or which other
+        channels shared the call: a state restored from a snapshot continues bit for bit.
+        """
+        features = offsets[0]
+        units0 = first.shape[0] // 4
+        z = np.empty((1, 4 * state.shape[1]), np.float32)
+        projected = np.empty((1, 4 * units0), np.float32)
+        found = np.empty(rows.shape[0], np.float32)
+        for t in range(rows.shape[0]):
+            for f in range(features):
+                state[0, f] = rows[t, f]
+            _rows_dot(input_kernel, state, 0, projected)
+            for j in range(4 * units0):
+                projected[0, j] += first_bias[j, 0]
+            _rows_dot(first, state, features, z)
+            _window_cell(z[0, : 4 * units0], projected[0], cells[0, features : features + units0],
+                         state[0, features : features + units0], hard)  # fmt: skip
+            for k in range(1, len(offsets)):
+                start, count, columns, bias = upper_index[k - 1]
+                kernel = upper[start : start + count * columns].reshape((count, columns))
+                low, high = offsets[k], offsets[k] + count // 4
+                _rows_dot(kernel, state, offsets[k - 1], z)
+                biases = upper[bias : bias + count]
+                _window_cell(z[0, :count], biases, cells[0, low:high], state[0, low:high], hard)
+            found[t] = np.sum(dense[0] * state[0, offsets[-1] :]) + dense_bias
+        return found
+
+    return _forward, _forward_narrow, _carry
 
 
-# (_forward, _forward_narrow) by recurrent activation: True is Keras 2's hard sigmoid (the 2018
+# (_forward, _forward_narrow, _carry) by recurrent activation: True is Keras 2's hard sigmoid (the 2018
 # models), False the sigmoid (models trained here); each compiled on first use
 _KERNELS = {hard: _kernels(hard) for hard in (True, False)}
 
@@ -290,7 +326,7 @@ class _Plan:
         """The ``width`` windows of ``span`` (width + steps - 1 rows): the input projected once per
         row, then the step loop, narrow (windows first) for at most ``narrow`` windows, else
         transposed."""
-        forward, forward_narrow = _KERNELS[self.hard]
+        forward, forward_narrow, _ = _KERNELS[self.hard]
         if width <= narrow:
             projected = np.dot(span, self.input_kernel_t.T) + self.first_bias[:, 0]
             return forward_narrow(
@@ -308,14 +344,38 @@ class _Plan:
         is built per call, not kept: the worker scores series only, and with 82 models cached a
         kept copy cost 13 MB of its 512 MB."""
         stacked = np.hstack([self.input_kernel_t, self.first_recurrent_t])
-        forward, _ = _KERNELS[self.hard]
+        forward = _KERNELS[self.hard][0]
         return forward(
             self.first_bias, 0, inputs, inputs.shape[1], inputs.shape[0], stacked,
             self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias,
         )  # fmt: skip
 
+    def carried(self, rows: np.ndarray, carry: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``_carry`` from ``carry`` (2, units): the predictions after each row, and the new carry."""
+        features = int(self.offsets[0])
+        height = int(self.offsets[-1]) + self.dense.shape[1]
+        state = np.zeros((1, height), np.float32)
+        cells = np.zeros((1, height), np.float32)
+        if carry is not None:
+            state[0, features:], cells[0, features:] = carry[0], carry[1]
+        found = _KERNELS[self.hard][2](
+            rows, state, cells, self.input_kernel_t, self.first_recurrent_t, self.first_bias,
+            self.upper, self.upper_index, self.offsets, self.dense, self.dense_bias,
+        )  # fmt: skip
+        return found, np.stack([state[0, features:], cells[0, features:]])
+
+
+@dataclass(frozen=True)
+class CarriedSteps:
+    """What :meth:`InferenceEngine.carry_many` returns for one channel."""
+
+    predictions: np.ndarray  # (T,) float64: the model's output after each row fed
+    carry: np.ndarray  # (2, total units) float32: every layer's h, then every layer's c
+
 
 _NO_INPUTS = np.zeros((0, 1, 1), np.float32)
+# below this many rows in one call, the threads' hand-over costs more than the steps
+_CARRY_ROWS_PER_THREAD = 256
 
 
 @dataclass(frozen=True)
@@ -443,6 +503,71 @@ class InferenceEngine:
             for segment, values in zip(segments, found, strict=True):
                 outputs[segment.member][segment.start : segment.start + segment.length] = values
         return outputs
+
+    def carry_many(
+        self, items: Sequence[tuple[LstmWeights, np.ndarray, np.ndarray | None]]
+    ) -> list[CarriedSteps]:
+        """Stateful inference: feed each channel's rows (T, features) one LSTM step each, from its
+        carry (None: the zero state) — ≈1/l_s of a window's cost per point.
+
+        Telemanom predicts each window from a zero state; for a model that forgets its initial
+        state within ``l_s`` steps, the output after row i equals the window ending at row i
+        (model_store/inference_mode.py measures which do). Channels run independently, spread over
+        the threads by rows; each channel's result is the same however its rows are batched.
+        """
+        plans: list[_Plan] = []
+        rows32: list[np.ndarray] = []
+        for weights, rows, carry in items:
+            rows = np.asarray(rows)
+            if rows.ndim != 2 or rows.shape[1] != weights.n_features:
+                raise InputError(
+                    f"channel {weights.channel} model version {weights.version}: rows of shape "
+                    f"{rows.shape}, expected (rows, {weights.n_features})"
+                )
+            if carry is not None and carry.shape != (2, sum(weights.units)):
+                raise InputError(
+                    f"channel {weights.channel} model version {weights.version}: a carried state of "
+                    f"shape {carry.shape}, expected (2, {sum(weights.units)})"
+                )
+            _require_finite(weights, rows)
+            rows32.append(np.ascontiguousarray(rows, dtype=np.float32))
+            plans.append(self._plan(weights))
+
+        def run(members: list[int]) -> list[tuple[int, CarriedSteps]]:
+            found = []
+            for member in members:
+                carry = items[member][2]
+                start = None if carry is None else np.ascontiguousarray(carry, dtype=np.float32)
+                predictions, after = plans[member].carried(rows32[member], start)
+                found.append((member, CarriedSteps(predictions.astype(np.float64), after)))
+            return found
+
+        total = sum(len(rows) for rows in rows32)
+        count = max(1, min(self.threads, total // _CARRY_ROWS_PER_THREAD, len(items)))
+        lists: list[list[int]] = [[] for _ in range(count)]
+        loads = [0] * count
+        for member in sorted(range(len(items)), key=lambda m: -len(rows32[m])):  # longest first
+            lightest = loads.index(min(loads))
+            lists[lightest].append(member)
+            loads[lightest] += len(rows32[member])
+        if self._pool is None or count == 1:
+            parts = [run(members) for members in lists]
+        else:
+            parts = list(self._pool.map(run, lists))
+        outputs = dict(pair for part in parts for pair in part)
+        return [outputs[member] for member in range(len(items))]
+
+    def predict_series_carried(self, weights: LstmWeights, rows: np.ndarray) -> np.ndarray:
+        """:meth:`predict_series` computed statefully: predictions (T - l_s,) for rows l_s…T-1,
+        the state carried from row 0 (the same alignment, so the two compare element by element)."""
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[0] <= weights.l_s:
+            raise InputError(
+                f"channel {weights.channel} model version {weights.version}: series of shape "
+                f"{rows.shape}, expected more than {weights.l_s} rows"
+            )
+        (steps,) = self.carry_many([(weights, rows[:-1], None)])
+        return steps.predictions[weights.l_s - 1 :]
 
     def _plan(self, weights: LstmWeights) -> _Plan:
         """The weights' plan, built once per weights object (a batch reuses every channel's)."""

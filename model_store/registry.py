@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+
 from model_store.exceptions import ModelNotFound, RegistryError, RegistryUnavailable, WeightsError
+from model_store.inference_mode import ModeVerdict
 from model_store.weights import LstmWeights, load_npz, save_npz
 from tmstream.ground.settings import Settings
 
@@ -286,7 +289,8 @@ class ModelRegistry:
         """The weights of one resolved version, without TensorFlow."""
         path = self._weights_path(info)
         weights = load_npz(path, channel=info.channel, version=info.version)
-        return weights.with_version(info.version, source=info.source)
+        verdict = ModeVerdict.from_tags(info.tags)
+        return weights.with_version(info.version, source=info.source, verdict=verdict)
 
     def load_alias(self, channel: str, alias: str = "champion") -> LstmWeights:
         return self.load(self.resolve(channel, alias))
@@ -326,16 +330,37 @@ class ModelRegistry:
         self._local_paths[key] = path
         return path
 
+    def record_mode(self, channel: str, version: str, verdict: ModeVerdict) -> ModelVersionInfo:
+        """Store a version's inference-mode verdict as its tags (workers read it at load)."""
+        for key, value in verdict.tags().items():
+            self.client.set_model_version_tag(model_name(channel), str(version), key, value)
+        return self.version_info(channel, str(version))
+
+    def verify_mode(self, info: ModelVersionInfo, train_rows: np.ndarray) -> ModeVerdict:
+        """Measure a version's inference mode on its channel's train split and record it."""
+        from model_store.engine import InferenceEngine
+        from model_store.mode_measurement import measure_mode
+
+        engine = InferenceEngine()
+        try:
+            verdict = measure_mode(engine, self.load(info), train_rows)
+        finally:
+            engine.close()
+        self.record_mode(info.channel, info.version, verdict)
+        return verdict
+
     def import_reference(
         self,
         folder: Path,
         channels: Iterable[str] | None = None,
         on_progress: Callable[[ImportResult], None] | None = None,
+        train_rows: Callable[[str], np.ndarray] | None = None,
     ) -> list[ImportResult]:
         """Register the 2018 models under ``reference`` (and ``champion`` where none is set).
 
         Idempotent: a file whose weights hash equals an existing version's is not registered
-        again; its aliases are still ensured.
+        again; its aliases are still ensured. With ``train_rows`` (a channel's train split), each
+        version without an inference-mode verdict gets one (``verify_mode``).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -367,6 +392,8 @@ class ModelRegistry:
             for alias in aliases:
                 if alias not in match.aliases:
                     self.promote(channel, match.version, alias)
+            if train_rows is not None and ModeVerdict.from_tags(match.tags) is None:
+                self.verify_mode(match, train_rows(channel))
             result = ImportResult(channel, match.version, created, tuple(sorted(aliases)))
             results.append(result)
             if on_progress is not None:

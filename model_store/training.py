@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from model_store.engine import InferenceEngine
 from model_store.exceptions import TrainingError
+from model_store.mode_measurement import measure_mode
 from model_store.registry import ModelRegistry, fluent_tracking, model_name
 from producers.dataset import TelemanomDataset
 from tmstream.ground.settings import ModelSettings, Settings
@@ -142,12 +144,17 @@ def train_channel(
     metrics = {"metric.loss": f"{loss:.6g}", "metric.epochs": str(len(losses["loss"]))}
     if val_loss is not None:
         metrics["metric.val_loss"] = f"{val_loss:.6g}"
+    engine = InferenceEngine()
+    try:
+        verdict = measure_mode(engine, weights, train)
+    finally:
+        engine.close()
     registry.describe_version(
         weights.with_version(version),
         version,
         weights_uri,
         aliases=["champion"] if promote else [],
-        tags={**metrics, "data_sha256": windows.sha256},
+        tags={**metrics, "data_sha256": windows.sha256, **verdict.tags()},
     )
     return TrainingResult(
         channel, version, run.info.run_id, len(losses["loss"]), loss, val_loss, duration, promote

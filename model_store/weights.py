@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from model_store.exceptions import WeightsError
+from model_store.inference_mode import InferenceMode, ModeVerdict
 
 RecurrentActivation = Literal["hard_sigmoid_keras2", "sigmoid"]
 RECURRENT_ACTIVATIONS: tuple[RecurrentActivation, ...] = ("hard_sigmoid_keras2", "sigmoid")
@@ -50,6 +51,8 @@ class LstmWeights:
     source: str = "reference"
     version: str = "file"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # what the registry measured for this version (None: never measured, so windows, the exact mode)
+    verdict: ModeVerdict | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.recurrent_activation not in RECURRENT_ACTIVATIONS:
@@ -103,6 +106,10 @@ class LstmWeights:
             raise WeightsError(f"channel {self.channel}: every kernel is zero")
 
     @property
+    def inference_mode(self) -> InferenceMode:
+        return self.verdict.mode if self.verdict is not None else "windowed"
+
+    @property
     def n_features(self) -> int:
         return int(self.layers[0].kernel.shape[0])
 
@@ -149,7 +156,9 @@ class LstmWeights:
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
-    def with_version(self, version: str, source: str | None = None) -> LstmWeights:
+    def with_version(
+        self, version: str, source: str | None = None, verdict: ModeVerdict | None = None
+    ) -> LstmWeights:
         return LstmWeights(
             self.channel,
             self.layers,
@@ -160,6 +169,7 @@ class LstmWeights:
             source or self.source,
             version,
             self.extra,
+            verdict or self.verdict,
         )
 
 

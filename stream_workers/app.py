@@ -24,7 +24,7 @@ from faust.types import TP
 from model_store.cache import ModelCache
 from model_store.engine import InferenceEngine
 from model_store.exceptions import ModelStoreError
-from model_store.registry import ModelRegistry
+from model_store.registry_readers import reading_registry
 from producers.registry import ChannelLookup
 from stream_workers.configuration import threshold_parameters
 from stream_workers.faust_config import faust_options
@@ -82,7 +82,7 @@ class ScoringWorker:
         self.name = name or f"{socket.gethostname()}-{settings.worker.metrics_port}"
         self.metrics = WorkerMetrics.on()
         self.channels = ChannelLookup(settings.data_dir)
-        self.model_registry = ModelRegistry(settings)
+        self.model_registry = reading_registry(settings)  # without the MLflow client where it can
         model = settings.model
         self.cache = ModelCache(
             self.model_registry,
@@ -91,9 +91,12 @@ class ScoringWorker:
             refresh_seconds=model.refresh_seconds,
         )
         self.engine = InferenceEngine()
+        worker = settings.worker
         self.scorer = StreamScorer(
-            threshold_parameters(settings), self.cache, self.engine, self.channels, self.metrics
-        )
+            threshold_parameters(settings), self.cache, self.engine, self.channels, self.metrics,
+            policy=worker.inference_policy, verify_every=worker.verify_every,
+            tolerance=worker.stateful_tolerance,
+        )  # fmt: skip
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tmstream-scoring")
         self.probe = RegistryProbe(self.model_registry)
         self.topics = TelemetryTopics(settings)
@@ -112,7 +115,9 @@ class ScoringWorker:
             if channel is None:
                 return
             weights = self.model_registry.load(self.model_registry.resolve(channel, self.cache.alias))
-            self.engine.predict_series(weights, np.zeros((weights.l_s + 1, weights.n_features), np.float32))
+            rows = np.zeros((weights.l_s + 1, weights.n_features), np.float32)
+            self.engine.predict_series(weights, rows)
+            self.engine.carry_many([(weights, rows, None)])
         except ModelStoreError as exc:  # the first batch meets it again and leaves its channel unscored
             log.warning("warm-up: %s", exc)
 
@@ -211,7 +216,7 @@ class ScoringWorker:
         app.timer(1.0)(close_idle)
         app.timer(lease.limit_s / 10)(tick_lease)
         app.timer(5.0)(export_lag)
-        add_pages(app, self.name, self.probe, self.cache)
+        add_pages(app, self.name, self.probe, self.cache, lambda: dict(self.scorer.modes))
         return app
 
     def run(self) -> None:

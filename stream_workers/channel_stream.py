@@ -22,7 +22,9 @@ import numpy as np
 from stream_workers.thresholding.parameters import ThresholdParameters
 from stream_workers.thresholding.streaming import ChannelThresholdState, Detection
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+# version 2 had no carried LSTM state: such a snapshot restores with none (rebuilt from its rows)
+READABLE_SNAPSHOT_VERSIONS = (2, 3)
 # A snapshot holds l_s rows, a few thousand times and errors: tens of kB. Far more than this is
 # not one of ours (and a zlib bomb must not take the worker's memory).
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
@@ -71,6 +73,14 @@ class ChannelStream:
     times: deque[int] = field(default_factory=deque)
     first_time_index: int = 0
     threshold: ChannelThresholdState | None = None
+    # stateful inference: every LSTM layer's (h, c) after the rows before ``carry_next``, under
+    # model version ``carry_version`` (float32, (2, units)); None for windowed channels
+    carry: np.ndarray | None = None
+    carry_next: int = -1
+    carry_version: str = ""
+    # the online guard found the carried state off at this row: windows for this model version
+    switched_at: int | None = None
+    switched_version: str = ""
 
     @property
     def time_capacity(self) -> int:
@@ -106,6 +116,19 @@ class ChannelStream:
         while len(self.times) > self.time_capacity + self.pending:
             self.times.popleft()
             self.first_time_index += 1
+
+    def carry_for(self, work: ScoringWork, version: str) -> np.ndarray | None:
+        """The carried state that continues into ``work`` under ``version``, or None (start it
+        from the retained rows: a first window, a gap, a restart or a new champion)."""
+        fits = self.carry_version == version and self.carry_next == work.first_index - 1
+        return self.carry if fits else None
+
+    def keep_carry(self, carry: np.ndarray | None, next_row: int, version: str) -> None:
+        self.carry, self.carry_next, self.carry_version = carry, next_row, version
+
+    def switched(self, version: str) -> bool:
+        """Whether the guard moved this stream to windows for ``version``."""
+        return self.switched_at is not None and self.switched_version == version
 
     def take_work(self) -> ScoringWork | None:
         """The rows behind every pending row, handed to the engine; None when nothing is pending."""
@@ -157,6 +180,11 @@ class ChannelStream:
             "times": list(self.times),
             "first_time_index": self.first_time_index,
             "threshold": self.threshold.to_dict() if self.threshold else None,
+            "carry": None if self.carry is None else self.carry.tolist(),
+            "carry_next": self.carry_next,
+            "carry_version": self.carry_version,
+            "switched_at": self.switched_at,
+            "switched_version": self.switched_version,
         }
         return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 3)
 
@@ -173,7 +201,7 @@ class ChannelStream:
                 raise SnapshotError("too_large", f"channel {channel}: over {MAX_SNAPSHOT_BYTES} bytes")
             state = json.loads(text)
             version = state.pop("version")
-            if version != SNAPSHOT_VERSION:
+            if version not in READABLE_SNAPSHOT_VERSIONS:
                 raise SnapshotError("version", f"channel {channel}: snapshot version {version!r}")
             if (state["channel"], state["features"]) != (channel, features):
                 found = f"{state['channel']!r} width {state['features']}"
@@ -184,6 +212,8 @@ class ChannelStream:
             threshold = state.pop("threshold")
             times = deque(state.pop("times"))
             state["history"] = [np.array(row, dtype=np.float32) for row in state["history"]]
+            carry = state.pop("carry", None)
+            state["carry"] = None if carry is None else np.array(carry, dtype=np.float32)
             stream = cls(params=params, times=times, **state)
             stream.threshold = ChannelThresholdState.from_dict(threshold) if threshold else None
         except SnapshotError:
@@ -208,6 +238,9 @@ class ChannelStream:
             problems.append("rows of the wrong width or not finite")
         if len(self.times) > self.time_capacity + self.pending or self.last_offset < 0 or self.partition < 0:
             problems.append(f"{len(self.times)} times, offset {self.last_offset}, partition {self.partition}")
+        carry = self.carry
+        if carry is not None and (carry.ndim != 2 or len(carry) != 2 or not np.isfinite(carry).all()):
+            problems.append(f"a carried state of shape {carry.shape} or not finite")
         threshold = self.threshold
         if threshold is not None and (
             threshold.channel != self.channel

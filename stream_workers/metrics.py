@@ -45,6 +45,7 @@ class WorkerMetrics:
     snapshots: Counter
     snapshots_rejected: Counter
     dedup_entries: Gauge
+    mode_switches: Counter
 
     @classmethod
     def on(cls, registry: CollectorRegistry = REGISTRY) -> WorkerMetrics:
@@ -159,6 +160,12 @@ class WorkerMetrics:
                 ("state",),
                 registry=registry,
             ),
+            mode_switches=Counter(
+                "tmstream_inference_mode_switches",
+                "Stateful channels the online guard moved to windowed inference",
+                ("reason",),
+                registry=registry,
+            ),
         )
 
     # The core's reports (stream_workers.ports.MetricsPort), counted in the series above.
@@ -199,6 +206,9 @@ class WorkerMetrics:
 
     def alarm_restored(self, spacecraft: str, channel: str, in_alarm: bool) -> None:
         self.in_alarm.labels(spacecraft, channel).set(int(in_alarm))
+
+    def inference_switched(self, spacecraft: str, channel: str, reason: str) -> None:
+        self.mode_switches.labels(reason).inc()
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()

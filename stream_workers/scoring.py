@@ -11,11 +11,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
+from model_store.engine import CarriedSteps
 from model_store.exceptions import ModelNotFound, ModelStoreError, RegistryUnavailable
+from model_store.inference_mode import TOLERANCE, VERIFY_EVERY, InferenceMode
 from model_store.weights import LstmWeights
 from producers.channel_spec import ChannelSpec
 from producers.exceptions import MessageError
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 # rows a channel keeps while the registry is away: 10,000 rows of 55 float32 features are 2.2 MB
 # (2.8 hours at the nominal 1 point/s)
 MAX_HELD_ROWS = 10_000
+# hybrid: each version's measured mode, checked online; windowed: Telemanom's computation for
+# every channel; approximate: one step per point for every channel, unchecked (docs/ACCURACY.md)
+InferencePolicy = Literal["hybrid", "windowed", "approximate"]
 
 
 class ModelMismatch(ModelStoreError):
@@ -44,6 +49,21 @@ class Predictor(Protocol):
     def predict_series(self, weights: LstmWeights, rows: np.ndarray) -> np.ndarray: ...
 
     def predict_series_many(self, items: Sequence[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]: ...
+
+    def carry_many(
+        self, items: Sequence[tuple[LstmWeights, np.ndarray, np.ndarray | None]]
+    ) -> list[CarriedSteps]: ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One channel's predictions for its work, and what stateful inference leaves behind."""
+
+    values: np.ndarray
+    mode: InferenceMode
+    carry: np.ndarray | None = None  # the state after the work's inputs (stateful only)
+    switched_at: int | None = None  # the guard found the state off at this row: windows after it
+    drift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,14 @@ class StreamScorer:
         metrics: MetricsPort,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        policy: InferencePolicy = "hybrid",
+        verify_every: int = VERIFY_EVERY,
+        tolerance: float = TOLERANCE,
     ) -> None:
+        self.policy = policy
+        self.verify_every = verify_every
+        self.tolerance = tolerance
+        self.modes: dict[str, dict[str, str]] = {}  # channel → version, mode and why, for /models
         self.params = params
         self.models = models
         self.engine = engine
@@ -190,9 +217,10 @@ class StreamScorer:
                     self.held.discard(stream.channel)
                 taken.append((stream, work, weights))
             self.last_seen[stream.channel] = self.monotonic()
-        for (stream, work, weights), predictions in zip(taken, self._predict(taken, out), strict=True):
-            if predictions is not None:
-                out[id(stream)] += self._apply(stream, work, weights, predictions)
+        for (stream, work, weights), prediction in zip(taken, self._predict(taken, out), strict=True):
+            if prediction is not None:
+                self._keep_mode(stream, work, weights, prediction)
+                out[id(stream)] += self._apply(stream, work, weights, prediction.values)
         for stream, reason in retired:
             out[id(stream)] += self._close(stream, reason)
         if windows:
@@ -236,23 +264,118 @@ class StreamScorer:
 
     def _predict(
         self, taken: list[tuple[ChannelStream, ScoringWork, LstmWeights]], out: dict[int, list[AnomalyEvent]]
-    ) -> list[np.ndarray | None]:
-        """Predictions of every taken channel in one engine call; if that call fails, channel by
-        channel, so only the failing channel is left unscored (None)."""
+    ) -> list[Prediction | None]:
+        """Predictions of every taken channel in one engine call per mode; if that fails, channel
+        by channel, so only the failing channel is left unscored (None)."""
         if not taken:
             return []
         try:
-            return list(self.engine.predict_series_many([(weights, work.rows) for _, work, weights in taken]))
+            return list(self._predict_all(taken))
         except Exception:
             log.warning("batched prediction of %d channels failed; predicting them one by one", len(taken))
-        found: list[np.ndarray | None] = []
-        for stream, work, weights in taken:
+        found: list[Prediction | None] = []
+        for item in taken:
             try:
-                found.append(self.engine.predict_series(weights, work.rows))
+                found.append(self._predict_all([item])[0])
             except Exception as exc:
-                out[id(stream)] += self._unscored(stream, work, exc)
+                out[id(item[0])] += self._unscored(item[0], item[1], exc)
                 found.append(None)
         return found
+
+    def mode_of(self, stream: ChannelStream, weights: LstmWeights) -> InferenceMode:
+        if self.policy != "hybrid":
+            return "stateful" if self.policy == "approximate" else "windowed"
+        return "windowed" if stream.switched(weights.version) else weights.inference_mode
+
+    def _predict_all(
+        self, taken: Sequence[tuple[ChannelStream, ScoringWork, LstmWeights]]
+    ) -> list[Prediction]:
+        """Windowed channels through ``predict_series_many``, stateful ones through ``carry_many``
+        (one step per new row from the carried state, or from the retained rows where there is
+        none), then the online guard on the stateful ones. Does not touch the streams."""
+        modes = [self.mode_of(stream, weights) for stream, _, weights in taken]
+        found: dict[int, Prediction] = {}
+        windowed = [i for i, mode in enumerate(modes) if mode == "windowed"]
+        if windowed:
+            items = [(taken[i][2], taken[i][1].rows) for i in windowed]
+            for i, values in zip(windowed, self.engine.predict_series_many(items), strict=True):
+                found[i] = Prediction(values, "windowed")
+        stateful = [i for i, mode in enumerate(modes) if mode == "stateful"]
+        if stateful:
+            feeds = []
+            for i in stateful:
+                stream, work, weights = taken[i]
+                carry = stream.carry_for(work, weights.version)
+                start = 0 if carry is None else len(work.rows) - 1 - work.count
+                feeds.append((weights, work.rows[start:-1], carry))
+            for i, steps in zip(stateful, self.engine.carry_many(feeds), strict=True):
+                values = steps.predictions[len(steps.predictions) - taken[i][1].count :]
+                found[i] = Prediction(values, "stateful", steps.carry)
+            if self.policy == "hybrid":
+                checked = self._guard([(*taken[i], found[i]) for i in stateful])
+                found.update(zip(stateful, checked, strict=True))
+        return [found[i] for i in range(len(taken))]
+
+    def _guard(
+        self, items: list[tuple[ChannelStream, ScoringWork, LstmWeights, Prediction]]
+    ) -> list[Prediction]:
+        """The online guard: at every row whose index is a multiple of ``verify_every``, the exact
+        windowed prediction beside the carried one; past the tolerance, the rows after it are
+        predicted with windows and the channel stays windowed for this model version. By row index,
+        not by batch, so a channel re-scored after a restart is checked at the same rows."""
+        checks: list[tuple[int, int]] = []  # (item, row)
+        for n, (_, work, _, _) in enumerate(items):
+            last = work.first_index + work.count - 1
+            first_check = -(-work.first_index // self.verify_every) * self.verify_every
+            checks += [(n, row) for row in range(first_check, last + 1, self.verify_every)]
+        if not checks:
+            return [prediction for *_, prediction in items]
+        l_s = self.params.l_s
+        windows = []
+        for n, row in checks:
+            _, work, weights, _ = items[n]
+            at = row - work.first_index
+            windows.append((weights, work.rows[at : at + l_s + 1]))
+        exact = self.engine.predict_series_many(windows)
+        result = [prediction for *_, prediction in items]
+        for (n, row), value in zip(checks, exact, strict=True):
+            _, work, weights, prediction = items[n]
+            if result[n].switched_at is not None:
+                continue
+            at = row - work.first_index
+            drift = abs(float(prediction.values[at]) - float(value[0]))
+            if drift <= self.tolerance:
+                continue
+            values = prediction.values.copy()
+            if at + 1 < work.count:
+                values[at + 1 :] = self.engine.predict_series(weights, work.rows[at + 1 :])
+            result[n] = Prediction(values, "windowed", None, row, drift)
+        return result
+
+    def _keep_mode(
+        self, stream: ChannelStream, work: ScoringWork, weights: LstmWeights, prediction: Prediction
+    ) -> None:
+        """The stream's carried state after this work, a guard's switch, and the mode for /models."""
+        last = work.first_index + work.count - 1
+        stream.keep_carry(prediction.carry, last, weights.version)
+        if prediction.switched_at is not None:
+            stream.switched_at, stream.switched_version = prediction.switched_at, weights.version
+            log.warning("channel %s model version %s: stateful prediction off by %.3g at row %d "
+                        "(tolerance %g); windowed from row %d", stream.channel, weights.version,
+                        prediction.drift, prediction.switched_at, self.tolerance,
+                        prediction.switched_at + 1)  # fmt: skip
+            self.metrics.inference_switched(stream.spacecraft, stream.channel, "verify_drift")
+        self.modes[stream.channel] = {"version": weights.version, "mode": prediction.mode,
+                                      "why": self._why(stream, weights)}  # fmt: skip
+
+    def _why(self, stream: ChannelStream, weights: LstmWeights) -> str:
+        if self.policy != "hybrid":
+            return f"policy {self.policy}"
+        if stream.switched(weights.version):
+            return f"guard: stateful off past {self.tolerance:g} at row {stream.switched_at}"
+        if weights.verdict is None:
+            return "windowed: the version was never measured"
+        return weights.verdict.describe()
 
     def _unscored(self, stream: ChannelStream, work: ScoringWork, exc: Exception) -> list[AnomalyEvent]:
         """Count the work's points unscored; the scored rows now have a gap, so the channel's open
@@ -353,6 +476,7 @@ class StreamScorer:
 
     def forget(self, channel: str) -> ChannelStream | None:
         """Drop everything held for ``channel`` (its partition went to another worker); its stream."""
+        self.modes.pop(channel, None)
         self.last_seen.pop(channel, None)
         self.latest.pop(channel, None)
         self.counted.pop(channel, None)

@@ -8,6 +8,7 @@ one query at a time and within ``READY_PROBE_S`` (a hung MLflow must not pile up
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,7 +43,11 @@ class RegistryProbe:
         self.executor.shutdown(wait=False)
 
 
-def add_pages(app: faust.App, name: str, probe: RegistryProbe, cache: ModelCache) -> None:
+def add_pages(
+    app: faust.App, name: str, probe: RegistryProbe, cache: ModelCache, modes: Callable[[], dict[str, Any]]
+) -> None:
+    """``modes``: each scored channel's model version, inference mode and why (``StreamScorer.modes``)."""
+
     async def metrics(web: Any, request: Any) -> Any:
         content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
         return web.bytes(await asyncio.to_thread(generate_latest), content_type=content_type)
@@ -61,7 +66,7 @@ def add_pages(app: faust.App, name: str, probe: RegistryProbe, cache: ModelCache
         return web.json(body, status=200 if body["ready"] else 503)
 
     async def models(web: Any, request: Any) -> Any:
-        return web.json({"models": cache.versions(), "bytes": cache.nbytes})
+        return web.json({"models": cache.versions(), "bytes": cache.nbytes, "inference": modes()})
 
     # Faust binds page functions to its View class; plain functions keep their closures
     for path, page in {"/metrics": metrics, "/health": health, "/ready": ready, "/models": models}.items():

@@ -1,8 +1,10 @@
 """What every fault test checks: the emissions of an interrupted run against an independent oracle.
 
 The oracle is ``expected_emissions``: the offline detector — the channel's champion predicting
-every row in one engine call, its errors fed to a ``ChannelThresholdState`` in row order, closed at
-the end as an idle channel is — not the worker's ``StreamScorer``, ``ChannelStream`` or core. An
+every row in one engine call (windows, or for a version measured stateful one pass with the state
+carried from row 0 and the guard's checks, ``guarded_series``), its errors fed to a
+``ChannelThresholdState`` in row order, closed at the end as an idle channel is — not the worker's
+``StreamScorer``, ``ChannelStream`` or core. An
 emission is (event_id, status, end_index); ``detected_at_ms`` is the only field that differs
 between runs, and it is not part of an emission.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import yaml
 
 from model_store.engine import InferenceEngine
+from model_store.mode_measurement import guarded_series
 from model_store.registry import ModelRegistry
 from stream_workers.configuration import threshold_parameters
 from stream_workers.events import event_id_for
@@ -85,7 +88,14 @@ def _detections(
     assert weights.version == version
     engine = InferenceEngine()
     try:
-        predictions = engine.predict_series(weights, rows)  # rows l_s … last, one call
+        worker = settings.worker
+        if worker.inference_policy == "hybrid" and weights.inference_mode == "stateful":
+            # one pass, the state carried from row 0, the guard's checks at their rows
+            predictions, _ = guarded_series(
+                engine, weights, rows, worker.verify_every, worker.stateful_tolerance
+            )
+        else:
+            predictions = engine.predict_series(weights, rows)  # rows l_s … last, one call
     finally:
         engine.close()
     params = threshold_parameters(settings)

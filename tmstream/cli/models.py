@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from model_store.exceptions import ModelStoreError
+from model_store.inference_mode import ModeVerdict
 from model_store.registry import ALIASES, ModelRegistry, ModelVersionInfo
 from producers.dataset import TelemanomDataset
 from tmstream.cli.context import console, emit_json, err_console, settings_from
@@ -44,8 +45,16 @@ def _row(info: ModelVersionInfo) -> dict[str, object]:
         "source": info.source,
         "metrics": info.metrics,
         "recurrent_activation": info.tags.get("recurrent_activation"),
+        "inference_mode": _mode(info),
+        "stateful_max_error": verdict.max_error if (verdict := ModeVerdict.from_tags(info.tags)) else None,
         "run_id": info.run_id,
     }
+
+
+def _mode(info: ModelVersionInfo) -> str:
+    """The version's inference mode; a version never measured is scored with windows."""
+    verdict = ModeVerdict.from_tags(info.tags)
+    return verdict.mode if verdict is not None else "windowed (not measured)"
 
 
 @app.command("list")
@@ -58,11 +67,44 @@ def list_models(
     if as_json:
         emit_json([_row(info) for info in infos])
         return
-    table = Table("channel", "version", "aliases", "source", "metrics")
+    table = Table("channel", "version", "aliases", "source", "inference", "max |Δ|", "metrics")
     for info in infos:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(info.metrics.items()))
-        table.add_row(info.channel, info.version, ",".join(info.aliases), info.source, metrics)
+        verdict = ModeVerdict.from_tags(info.tags)
+        error = f"{verdict.max_error:.3g}" if verdict is not None else ""
+        aliases = ",".join(info.aliases)
+        table.add_row(info.channel, info.version, aliases, info.source, _mode(info), error, metrics)
     console.print(table)
+
+
+@app.command("verify-mode")
+def verify_mode(
+    ctx: typer.Context,
+    channel: str = typer.Option(..., "--channel", "-c", help="Channel, e.g. P-1."),
+    version: str | None = typer.Option(None, help="Registered version (default: the champion)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Measure stateful against windowed inference on the channel's train split and record the mode.
+
+    Every window of the split is predicted both ways with the engine (float32); `stateful` when the
+    largest difference is within the tolerance (1e-5), else `windowed`. Exits 1 when the recorded
+    mode changes (the new one is recorded).
+    """
+    settings = settings_from(ctx)
+    registry = ModelRegistry(settings)
+    info = registry.version_info(channel, version) if version else registry.resolve(channel)
+    before = ModeVerdict.from_tags(info.tags)
+    verdict = registry.verify_mode(info, TelemanomDataset(settings.data_dir).load(channel, split="train"))
+    agrees = before is not None and before.mode == verdict.mode
+    if as_json:
+        emit_json({"channel": channel, "version": info.version, "mode": verdict.mode,
+                   "max_error": verdict.max_error, "rows": verdict.rows,
+                   "recorded_before": before.mode if before else None, "agrees": agrees})  # fmt: skip
+    else:
+        was = before.mode if before else "not measured"
+        console.print(f"{channel} version {info.version}: {verdict.describe()} (recorded before: {was})")
+    if before is not None and not agrees:
+        raise typer.Exit(1)
 
 
 @app.command("promote")
@@ -97,7 +139,11 @@ def import_reference(
         def advance(result: object) -> None:
             progress.advance(task)
 
-        results = registry.import_reference(Path(source), wanted or None, on_progress=advance)
+        dataset = TelemanomDataset(settings.data_dir)
+        results = registry.import_reference(
+            Path(source), wanted or None, on_progress=advance,
+            train_rows=lambda name: dataset.load(name, split="train"),
+        )  # fmt: skip
         created = sum(result.created for result in results)
     console.print(f"{len(results)} reference models, {created} newly registered")
 

@@ -72,6 +72,9 @@ class KafkaSettings(Section):
     anomalies_topic: str = "anomalies"
     deadletter_topic: str = "telemetry.deadletter"
     state_topic: str = "tmstream.worker-state"
+    # the client producers send with: confluent-kafka (librdkafka, the optional extra `confluent`)
+    # is 3-5x kafka-python's points per second (docs/PERFORMANCE.md, "Producer")
+    producer_client: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
     # a direct read (snapshots, emissions, catch-up) that gets no record for this long fails
     # instead of holding the worker: the broker is away or the partition went
     read_stall_s: float = Field(60.0, gt=0)
@@ -201,6 +204,11 @@ class WorkerSettings(Section):
     snapshot_every: int = Field(350, ge=1)
     idle_close_s: float = Field(20, gt=0)
     topic_refresh_s: float = Field(5, gt=0)
+    # hybrid: one LSTM step per point for versions measured exact that way, windows for the rest;
+    # windowed: windows for every channel; approximate: one step per point everywhere, unchecked
+    inference_policy: Literal["hybrid", "windowed", "approximate"] = "hybrid"
+    verify_every: int = Field(250, ge=1)  # the online guard's period, in rows
+    stateful_tolerance: float = Field(1e-5, gt=0)
 
 
 class WorkOrderSettings(Section):

@@ -93,6 +93,8 @@ class TinyModel:
     version: str
     l_s: int
     n_features: int
+    inference_mode: str = "windowed"  # never measured: the scorer's exact path
+    verdict: None = None
 
 
 class PreviousValuePredictor:
