@@ -3,7 +3,8 @@
 ``NAMED_SOURCES`` is the extension point: a name given to ``tmstream evaluate --predictions`` maps to
 a factory building a ``PredictionSource`` from the settings. ``reference`` is the 2018 run's y_hat;
 ``alias:<alias>`` (``tmstream evaluate --alias``) runs the registered model an MLflow alias points
-to through the inference engine, so a model is judged on exactly what the worker would predict.
+to through the inference engine, so a model is judged on exactly what the worker would predict;
+``alias:<alias>@hybrid`` and ``@approximate`` predict as the worker's inference policies do.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from model_store.registry import ALIASES
 from producers.dataset import TelemanomDataset
 from tmstream.ground.exceptions import DataError
 from tmstream.ground.settings import Settings
+
+# the worker's ``worker.inference_policy`` values
+INFERENCE_POLICIES = ("windowed", "hybrid", "approximate")
 
 
 class PredictionSource(Protocol):
@@ -67,16 +71,28 @@ class RegistryPredictions:
     of them); the engine tracks Keras to ~1e-6, so ``alias:reference`` scores like ``reference``.
     ``versions`` records the model version used per channel (the evaluation run logs it).
 
+    ``inference`` is the worker's policy (``worker.inference_policy``): ``windowed`` predicts every
+    window from a zero state (Telemanom); ``hybrid`` carries the state from row 0 for versions
+    measured stateful, with the online guard (``guarded_series``), as the worker does;
+    ``approximate`` carries it for every channel, unchecked.
+
     Predicting all 82 test splits takes minutes, so each result is kept under
-    ``<state_dir>/predictions/<channel>/<weights sha256>-<rows>.npy``: a model's weights and the
-    test split decide the predictions, so a promotion or a new version is never served stale ones.
+    ``<state_dir>/predictions/<channel>/<weights sha256>-<rows>[-<inference>].npy``: a model's
+    weights and the test split decide the predictions, so a promotion or a new version is never
+    served stale ones.
     """
 
-    def __init__(self, settings: Settings, alias: str) -> None:
+    def __init__(self, settings: Settings, alias: str, inference: str = "windowed") -> None:
         from model_store.engine import InferenceEngine
         from model_store.registry import ModelRegistry
 
+        if inference not in INFERENCE_POLICIES:
+            known = ", ".join(INFERENCE_POLICIES)
+            raise DataError(f"unknown inference {inference!r}; expected one of {known}")
         self.alias = alias
+        self.inference = inference
+        self.verify_every = settings.worker.verify_every
+        self.tolerance = settings.worker.stateful_tolerance
         self.registry = ModelRegistry(settings)
         self.engine = InferenceEngine()
         self.dataset = TelemanomDataset(settings.data_dir)
@@ -85,17 +101,30 @@ class RegistryPredictions:
 
     @property
     def name(self) -> str:
-        return f"alias:{self.alias}"
+        suffix = "" if self.inference == "windowed" else f"@{self.inference}"
+        return f"alias:{self.alias}{suffix}"
 
     def predictions(self, channel: str) -> np.ndarray:
+        from model_store.mode_measurement import guarded_series
+
         weights = self.registry.load_alias(channel, self.alias)
         rows = self.dataset.load(channel)
         self.versions[channel] = weights.version
-        cached = self.cache_dir / channel / f"{weights.content_hash()}-{len(rows)}.npy"
+        mode = self.inference
+        if mode == "hybrid" and weights.inference_mode == "windowed":
+            mode = "windowed"  # the same predictions as a windowed run: share its cache entry
+        suffix = "" if mode == "windowed" else f"-{mode}"
+        cached = self.cache_dir / channel / f"{weights.content_hash()}-{len(rows)}{suffix}.npy"
         if cached.is_file():
             return np.asarray(np.load(cached), dtype=np.float64)
         aligned = len(rows) - weights.l_s - weights.n_predictions
-        predicted = self.engine.predict_series(weights, rows)[:aligned]
+        if mode == "windowed":
+            predicted = self.engine.predict_series(weights, rows)
+        elif mode == "hybrid":
+            predicted, _ = guarded_series(self.engine, weights, rows, self.verify_every, self.tolerance)
+        else:
+            predicted = self.engine.predict_series_carried(weights, rows)
+        predicted = predicted[:aligned]
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".partial.npy")
         np.save(partial, predicted)
@@ -111,11 +140,11 @@ def reference_predictions(settings: Settings) -> PredictionSource:
     return PredictionFolder(settings.data_dir / "reference-2018" / "y_hat", name="reference")
 
 
-def alias_predictions(alias: str) -> Callable[[Settings], PredictionSource]:
-    """Factory of a registry alias's predictions (registered as ``alias:<alias>``)."""
+def alias_predictions(alias: str, inference: str = "windowed") -> Callable[[Settings], PredictionSource]:
+    """Factory of a registry alias's predictions (``alias:<alias>``, ``alias:<alias>@<inference>``)."""
 
     def build(settings: Settings) -> PredictionSource:
-        return RegistryPredictions(settings, alias)
+        return RegistryPredictions(settings, alias, inference)
 
     return build
 
@@ -123,6 +152,12 @@ def alias_predictions(alias: str) -> Callable[[Settings], PredictionSource]:
 NAMED_SOURCES: dict[str, Callable[[Settings], PredictionSource]] = {
     "reference": reference_predictions,
     **{f"alias:{alias}": alias_predictions(alias) for alias in ALIASES},
+    **{
+        f"alias:{alias}@{inference}": alias_predictions(alias, inference)
+        for alias in ALIASES
+        for inference in INFERENCE_POLICIES
+        if inference != "windowed"
+    },
 }
 
 

@@ -41,9 +41,12 @@ def guarded_series(
     """
     rows = np.asarray(rows, dtype=np.float32)
     carried = engine.predict_series_carried(weights, rows)
-    windowed = engine.predict_series(weights, rows)
     l_s = weights.l_s
-    for row in range(-(-l_s // verify_every) * verify_every, len(rows), verify_every):
-        if abs(carried[row - l_s] - windowed[row - l_s]) > tolerance:
-            return np.concatenate([carried[: row - l_s + 1], windowed[row - l_s + 1 :]]), row
+    checked = list(range(-(-l_s // verify_every) * verify_every, len(rows), verify_every))
+    exact = engine.predict_series_many([(weights, rows[row - l_s : row + 1]) for row in checked])
+    for row, window in zip(checked, exact, strict=True):
+        if abs(carried[row - l_s] - window[0]) > tolerance:
+            rest = rows[row + 1 - l_s :]
+            after = engine.predict_series(weights, rest) if len(rest) > l_s else carried[:0]
+            return np.concatenate([carried[: row - l_s + 1], after]), row
     return carried, None

@@ -125,6 +125,6 @@ def test_the_guard_switches_at_the_first_check_past_the_tolerance(
     assert switched == 250 * (1 + int(np.argmax(drift)))
     at = switched - 250
     assert np.array_equal(predictions[: at + 1], carried[: at + 1])
-    assert np.array_equal(predictions[at + 1 :], windowed[at + 1 :])
+    assert np.allclose(predictions[at + 1 :], windowed[at + 1 :], rtol=0, atol=1e-6)  # other BLAS spans
     unguarded, never = guarded_series(engine, weights, rows, tolerance=1.0)
     assert never is None and np.array_equal(unguarded, carried)
