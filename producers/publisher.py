@@ -1,15 +1,16 @@
 """``TelemetryPublisher``: telemetry points onto their channel topics, every delivery accounted for.
 
-kafka-python is pure Python, so the hot path avoids per-point objects: each channel's topic, key,
-partition and message prefix are resolved once, a chunk of points is formatted straight into bytes
-by the one telemetry encoder (``producers.messages.encode_points``), and the delivery futures get
-bound-method callbacks that bump integers. The partition is the one Kafka's default partitioner
-picks for the channel key (murmur2), so keyed consumers see the same layout.
+The hot path avoids per-point objects: each channel's topic, key, partition and message prefix are
+resolved once, a chunk of points is formatted straight into bytes by the one telemetry encoder
+(``producers.messages.encode_points``) and handed to the Kafka client in one call
+(``producers.clients``: kafka-python by default, confluent-kafka when ``kafka.producer_client``
+says so), whose delivery reports bump integers. The partition is the one Kafka's default
+partitioner picks for the channel key (murmur2), so keyed consumers see the same layout whichever
+client sent it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from collections.abc import Sequence
@@ -19,10 +20,9 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
+from producers.clients import ProducerTuning, default_compression, open_client
 from producers.exceptions import MessageError, MessageReason, PublishError
 from producers.messages import (
     FLOAT32_LIMIT,
@@ -34,27 +34,10 @@ from producers.messages import (
 from producers.metrics import PRODUCER_METRICS, ChannelDelivery, PublisherStats
 from producers.registry import ChannelRegistry
 from tmstream.ground.settings import Settings
-from tmstream.ground.topics import ConnectPolicy, connect_with_retries
+from tmstream.ground.topics import ConnectPolicy
 
 log = logging.getLogger(__name__)
 RowsLike = np.ndarray | Sequence[Sequence[float]]
-
-
-def default_compression() -> str:
-    """lz4 when python-lz4 is installed (cheapest on CPU), gzip otherwise."""
-    return "lz4" if importlib.util.find_spec("lz4") else "gzip"
-
-
-@dataclass(frozen=True)
-class ProducerTuning:
-    """Batching knobs; the defaults reach the replay throughput target on a local broker."""
-
-    linger_ms: int = 20
-    batch_size: int = 512 * 1024
-    compression: str | None = None
-    delivery_timeout_ms: int = 30_000
-    max_block_ms: int = 10_000
-    max_in_flight_points: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -91,29 +74,12 @@ class TelemetryPublisher:
         self.registry = registry
         self.tuning = tuning
         self.compression = tuning.compression or default_compression()
+        self.client_name = settings.kafka.producer_client
         self.stats = PublisherStats()
         self._routes: dict[str, _Route] = {}
-        self._handed = 0
+        self._partitions: dict[str, list[int]] = {}  # by topic: confluent-kafka asks the broker each time
         self._closed = False
-        self._producer: KafkaProducer = connect_with_retries(
-            settings,
-            lambda timeout_ms: KafkaProducer(
-                **settings.kafka.client_options(),
-                client_id=client_id,
-                acks="all",
-                enable_idempotence=True,
-                compression_type=None if self.compression == "none" else self.compression,
-                linger_ms=tuning.linger_ms,
-                batch_size=tuning.batch_size,
-                max_request_size=max(tuning.batch_size * 2, 1_048_576),
-                delivery_timeout_ms=tuning.delivery_timeout_ms,
-                request_timeout_ms=min(tuning.delivery_timeout_ms - tuning.linger_ms, 30_000),
-                max_block_ms=tuning.max_block_ms,
-                bootstrap_timeout_ms=timeout_ms,
-            ),
-            connect,
-            "producer",
-        )
+        self._client = open_client(settings, tuning, self.compression, connect, client_id)
         PRODUCER_METRICS.track(self.stats)
 
     def __enter__(self) -> TelemetryPublisher:
@@ -148,44 +114,40 @@ class TelemetryPublisher:
             route.delivery.rejected += len(rejected)
         self._wait_for_room()
         now = int(time.time() * 1000) if event_time_ms is None else event_time_ms
-        send, topic, key, partition = self._producer.send, route.topic, route.key, route.partition
-        ok, failed = route.delivery.ok, route.delivery.failed
-        skip = {row.index for row in rejected}
         payloads = encode_points(route.prefix, start_index, now, lists)
-        sent = 0
+        if rejected:
+            skip = {row.index - start_index for row in rejected}
+            payloads = [payload for i, payload in enumerate(payloads) if i not in skip]
         try:
-            for index, payload in enumerate(payloads, start_index):
-                if skip and index in skip:
-                    continue
-                send(topic, value=payload, key=key, partition=partition, timestamp_ms=now).add_callback(
-                    ok
-                ).add_errback(failed)
-                sent += 1
-        except KafkaError as exc:
-            raise PublishError(f"{channel}: sending to {topic} failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self._handed += sent
+            self._client.send(route.topic, route.partition, route.key, payloads, now, route.delivery)
+        except PublishError as exc:
+            raise PublishError(f"{channel}: {exc}") from exc
         return rejected
 
     def prepare(self, channels: Sequence[str]) -> None:
-        """Resolve the channels' topics concurrently: one metadata round trip each would add up."""
-        with ThreadPoolExecutor(max_workers=min(32, max(1, len(channels)))) as pool:
-            list(pool.map(self._route, channels))
+        """Resolve the channels' topics concurrently (one metadata round trip each would add up),
+        each topic once however many channels share it, then their routes."""
+        topics = [
+            t
+            for t in dict.fromkeys(self.registry.get(c).topic for c in channels)
+            if t not in self._partitions
+        ]
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(topics)))) as pool:
+            found = dict(zip(topics, pool.map(self._resolve_topic, topics), strict=True))
+        self._partitions.update(found)
+        for channel in channels:
+            self._route(channel)
 
     def set_lag(self, channel: str, rows_left: int) -> None:
         self.stats.lag[channel] = rows_left
 
     def in_flight(self) -> int:
-        return self._handed - self.stats.sent - self.stats.errors
+        return self._client.handed - self.stats.sent - self.stats.errors
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait for every point handed over so far; failed deliveries raise ``PublishError``."""
-        try:
-            self._producer.flush(timeout=timeout_s)
-        except KafkaTimeoutError as exc:
-            raise PublishError(
-                f"{self.in_flight()} points still unacknowledged after {timeout_s} s: {exc}"
-            ) from exc
+        if not self._client.flush(timeout_s):
+            raise PublishError(f"{self.in_flight()} points still unacknowledged after {timeout_s} s")
         self.raise_on_failures()
 
     def raise_on_failures(self) -> None:
@@ -206,22 +168,19 @@ class TelemetryPublisher:
             if flush_first:
                 self.flush()
         finally:
-            self._producer.close(timeout=5 if flush_first else 0)
+            self._client.close(5 if flush_first else 0)
 
     def _route(self, channel: str) -> _Route:
         route = self._routes.get(channel)
         if route is None:
             spec = self.registry.get(channel)
             key = channel.encode()
-            try:
-                partitions = sorted(self._producer.partitions_for(spec.topic) or ())
-            except KafkaTimeoutError as exc:
-                raise PublishError(
-                    f"topic {spec.topic} of channel {channel} does not exist or has no leader "
-                    "(run `tmstream topics create`)"
-                ) from exc
-            if not partitions:
-                raise PublishError(f"topic {spec.topic} of channel {channel} has no partitions")
+            partitions = self._partitions.get(spec.topic)
+            if partitions is None:
+                try:
+                    partitions = self._partitions[spec.topic] = self._resolve_topic(spec.topic)
+                except PublishError as exc:
+                    raise PublishError(f"channel {channel}: {exc}") from exc
             partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
             route = _Route(
                 spec.topic, key, partition, message_prefix(channel, spec.spacecraft), spec.features,
@@ -230,10 +189,17 @@ class TelemetryPublisher:
             self._routes[channel] = route
         return route
 
+    def _resolve_topic(self, topic: str) -> list[int]:
+        partitions = self._client.partitions(topic)
+        if not partitions:
+            raise PublishError(f"topic {topic} has no partitions")
+        return partitions
+
     def _wait_for_room(self) -> None:
-        """Backpressure: kafka-python's buffer is unbounded, so cap the unacknowledged points."""
+        """Backpressure: kafka-python's buffer is unbounded and librdkafka's refuses records when
+        full, so cap the unacknowledged points."""
         while self.in_flight() > self.tuning.max_in_flight_points:
-            time.sleep(0.005)
+            self._client.wait(0.005)
 
 
 def check_rows(

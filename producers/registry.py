@@ -24,6 +24,9 @@ from producers.exceptions import RegistryError, UnknownChannelError
 from tmstream.ground.exceptions import DataError
 from tmstream.ground.settings import Settings, config_dir
 
+# libyaml's safe loader where PyYAML was built with it: the pure-Python one takes seconds on a
+# registry of 10,000 channels
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_TOPIC_PATTERN = "telemetry.{spacecraft_lower}.{channel}"
 CHANNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SPACECRAFT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -201,7 +204,7 @@ class ChannelRegistry:
         if not path.is_file():
             return RegistryFile()
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
             return RegistryFile.model_validate(loaded)
         except yaml.YAMLError as exc:
             raise RegistryError(f"{path} is not valid YAML: {exc}") from exc

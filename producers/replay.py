@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from producers.channel_spec import ChannelSpec
+from producers.clients import ProducerTuning
 from producers.dataset import Split, TelemanomDataset
 from producers.exceptions import ProducerError, PublishError
-from producers.publisher import ProducerTuning, RejectedRow, TelemetryPublisher
+from producers.publisher import RejectedRow, TelemetryPublisher
 from producers.registry import ChannelRegistry
 from producers.resume import last_indices
 from tmstream.ground.exceptions import DataError
@@ -230,7 +231,7 @@ def _rows(dataset: TelemanomDataset, spec: ChannelSpec, split: Split) -> np.ndar
     rows = np.load(path, mmap_mode="r")
     if rows.ndim != 2:
         raise DataError(f"{path}: expected a 2-D array, found shape {rows.shape}")
-    return rows
+    return np.asarray(rows)  # a plain view of the map: slicing a memmap runs Python code per chunk
 
 
 def _flush(publisher: TelemetryPublisher, timeout_s: float) -> PublishError | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+
+CONFLUENT = importlib.util.find_spec("confluent_kafka") is not None
 
 
 @pytest.fixture
@@ -14,3 +17,19 @@ def registry_file(tmp_path: Path, topic_name: str) -> Path:
     path = tmp_path / "channels.yaml"
     path.write_text(yaml.safe_dump({"channels": {"P-1": {"topic": f"{topic_name}.P-1"}}}))
     return path
+
+
+@pytest.fixture(
+    params=[
+        "kafka-python",
+        pytest.param(
+            "confluent-kafka",
+            marks=pytest.mark.skipif(not CONFLUENT, reason="the confluent extra is not installed"),
+        ),
+    ]
+)
+def producer_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each producer client in turn (``kafka.producer_client``), for this process and the replays
+    it starts."""
+    monkeypatch.setenv("TMSTREAM_KAFKA_PRODUCER_CLIENT", request.param)
+    return str(request.param)

@@ -45,7 +45,12 @@ def start_replay(command: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
 
 
 def test_replay_puts_every_p1_row_on_its_topic_in_order(
-    stack: Settings, nasa: TelemanomDataset, nasa_dir: Path, registry_file: Path, topic_name: str
+    stack: Settings,
+    nasa: TelemanomDataset,
+    nasa_dir: Path,
+    registry_file: Path,
+    topic_name: str,
+    producer_client: str,
 ) -> None:
     result = subprocess.run(
         tmstream(
@@ -71,7 +76,7 @@ def test_replay_puts_every_p1_row_on_its_topic_in_order(
 
 
 def test_interrupted_replay_resumes_without_gaps_or_repeats(
-    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str
+    stack: Settings, nasa_dir: Path, registry_file: Path, topic_name: str, producer_client: str
 ) -> None:
     command = ["replay", "--channels", "P-1", "--registry", str(registry_file), "--json"]
     first, stderr_lines = start_replay(tmstream(nasa_dir, *command, "--rate", "2500"))

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-import producers.publisher as publisher_module
+import producers.clients as clients_module
 import producers.replay as replay_module
 from model_store.exceptions import ModelNotFound
 from producers.channel_spec import ChannelSpec
@@ -92,7 +92,7 @@ def recording() -> Iterator[list[Sent]]:
     """Publishers built inside send to a list (and stay out of the process-wide producer metrics)."""
     sent: list[Sent] = []
     with (
-        mock.patch.object(publisher_module, "KafkaProducer", lambda **options: RecordingProducer(sent)),
+        mock.patch.object(clients_module, "KafkaProducer", lambda **options: RecordingProducer(sent)),
         mock.patch.object(PRODUCER_METRICS, "track"),
     ):
         yield sent
