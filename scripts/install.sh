@@ -32,7 +32,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # Editable: the package data (config/, schemas/, deploy/) is read in place through setuptools' import
   # finder, whose one informational "Editable installation" note is filtered out of the output.
-  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[train,dev,report]"
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[train,dev,report,confluent]"
   touch "$stamp"
 fi
 .venv/bin/tmstream stack install
