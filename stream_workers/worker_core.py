@@ -139,7 +139,10 @@ class WorkerCore:
         self.fault_point = fault_point  # tmstream.ground.failpoints: where fault tests kill -9
         self.check_lease = check_lease  # raises before a write when the process may be a zombie (lease.py)
         self.reconciling: set[asyncio.Task[None]] = set()
-        self.released: dict[str, tuple[str, Partition]] = {}  # revoked channels: spacecraft, partition
+        # channels whose series this worker exports but does not run (revoked, or an alarm restored
+        # at assignment) until their first record here: spacecraft, partition. Their series go at an
+        # assignment without that partition, however many rebalances they stayed here unseen.
+        self.released: dict[str, tuple[str, Partition]] = {}
         self.released_partitions: set[Partition] = set()
         self.lock = asyncio.Lock()
         self.reloaded = asyncio.Event()  # set once assigned() has read the snapshots and emissions
@@ -197,6 +200,7 @@ class WorkerCore:
             if (stream.topic, stream.partition) == (tp.topic, tp.partition):
                 start = stream.last_offset + 1  # else the channel moved: its records here are all new
         self.owned[channel] = tp
+        self.released.pop(channel, None)
         stop = min(record.offset, self.first_offsets.get(tp, record.offset))
         if stop <= start:
             return []
@@ -308,18 +312,19 @@ class WorkerCore:
 
         The series of channels and partitions revoked before and not assigned again go now: an
         eager rebalance revokes every partition and gives most back, and their counters must not
-        restart; the ones that moved must leave this worker's /metrics.
+        restart; the ones that moved must leave this worker's /metrics, also a channel given back
+        once and moved at a later rebalance before its next record reached this worker.
         """
         self.reloaded.clear()
         self.metrics.assigned(partitions)
         kept = set(assignment or ())
         self.gone = set() if assignment is None else (self.gone | self.released_partitions) - kept
-        for channel, (spacecraft, tp) in self.released.items():
+        for channel, (spacecraft, tp) in list(self.released.items()):
             if tp not in kept:
                 self.metrics.channel_forgotten(spacecraft, channel)
+                del self.released[channel]
         for tp in self.released_partitions - kept:
             self.metrics.partition_forgotten(tp)
-        self.released.clear()
         self.released_partitions.clear()
         topics = None if assignment is None else {tp.topic for tp in assignment}
         snapshots, written = await asyncio.to_thread(self._read_snapshots)
@@ -332,7 +337,7 @@ class WorkerCore:
         collect = read_back.append if reconciling else None
         emitted = await asyncio.to_thread(self.emission_log.load, since, collect)
         self.snapshots = snapshots
-        await asyncio.to_thread(self._export_restored_alarms, assignment)
+        self.released.update(await asyncio.to_thread(self._export_restored_alarms, assignment))
         self.reloaded.set()
         log.info("assigned %d partitions; %d channel snapshots, %d anomalies known",
                  partitions, len(self.snapshots), emitted)  # fmt: skip
@@ -354,14 +359,19 @@ class WorkerCore:
             log.warning("%s lacked %d of %d emissions read back from the topic; written now",
                         type(sink).__name__, written, len(events))  # fmt: skip
 
-    def _export_restored_alarms(self, assignment: Collection[Partition] | None) -> None:
-        """The alarm state of the snapshotted channels on ``assignment`` that do not run here yet.
+    def _export_restored_alarms(
+        self, assignment: Collection[Partition] | None
+    ) -> dict[str, tuple[str, Partition]]:
+        """The alarm state of the snapshotted channels on ``assignment`` that do not run here yet;
+        returns those channels (spacecraft, partition): their series are this worker's until they
+        run here or their partition leaves.
 
         A channel that moved in alarm stays in alarm on its new owner from the assignment on, not
         from its next record: the old owner drops its series, and a silent channel would otherwise
         resolve the critical alert and raise it again when it speaks.
         """
         topics = None if assignment is None else {tp.topic for tp in assignment}
+        exported = {}
         for channel, payload in self.snapshots.items():
             spec = self.channel_spec(channel)
             if spec is None or channel in self.owned or (topics is not None and spec.topic not in topics):
@@ -370,8 +380,11 @@ class WorkerCore:
                 stream = ChannelStream.restore(payload, self.scorer.params, channel, spec.features)
             except SnapshotError:
                 continue  # counted when the channel's first record restores it
-            if assignment is None or Partition(stream.topic, stream.partition) in assignment:
+            held = Partition(stream.topic, stream.partition)
+            if assignment is None or held in assignment:
                 self.metrics.alarm_restored(stream.spacecraft, channel, stream.in_alarm)
+                exported[channel] = (stream.spacecraft, held)
+        return exported
 
     def _on_topics(self, channel: str, topics: Collection[str] | None) -> bool:
         spec = self.channel_spec(channel)

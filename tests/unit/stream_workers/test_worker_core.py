@@ -277,6 +277,54 @@ def test_an_eager_rebalance_that_gives_a_channel_back_keeps_its_counters() -> No
     assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") is None
 
 
+def test_a_channel_given_back_unseen_and_moved_at_the_next_rebalance_drops_its_series() -> None:
+    """Two rebalances in a row (workers joining one by one): A-1 stays at the first and moves at
+    the second before its next record reached this worker. Its series must go all the same, or
+    two workers export the channel (found by the scale-out test: 1 -> 2 -> 3 workers mid-replay)."""
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        everything = [Partition(topic_of(c), 0) for c in CHANNELS]
+        await w.core.assigned(2, everything)
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 250), batch=25)
+        await w.core.revoked(everything)
+        await w.core.assigned(2, everything)  # both given back; no record of A-1 comes before the next
+        await deliver(w, log, {"B-2": 250}, {"B-2": 260}, batch=10)
+        await w.core.revoked(everything)
+        await w.core.assigned(1, [Partition(topic_of("B-2"), 0)])
+        return w
+
+    w = asyncio.run(scenario())
+    for name in ("tmstream_points_consumed_total", "tmstream_channel_in_alarm"):
+        assert w.value(name, spacecraft="TEST", channel="A-1") is None, name
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="B-2") == 260
+
+
+def test_an_alarm_restored_at_assignment_leaves_with_its_partition_before_the_channel_runs() -> None:
+    """The new owner exports a moved channel's alarm at assignment; if the channel moves on before
+    its first record there, that worker must not go on exporting it."""
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        first, second = worker(log, sink), worker(log, sink)
+        a1 = Partition(topic_of("A-1"), 0)
+        await first.core.assigned(1, [a1])
+        await deliver(first, log, {"A-1": 0}, {"A-1": 250}, batch=25)
+        await first.core.revoked([a1])
+        await first.core.assigned(0, [])
+        await second.core.assigned(1, [a1])
+        assert second.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1") is not None
+        await second.core.revoked([a1])
+        await second.core.assigned(0, [])
+        return second
+
+    second = asyncio.run(scenario())
+    assert second.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1") is None
+
+
 def test_two_workers_hand_a_channel_over(oracle: tuple[MemoryLog, MemoryEventSink]) -> None:
     """A-1 moves from the first worker to the second mid-stream (a rebalance); B-2 stays."""
     oracle_log, _ = oracle
