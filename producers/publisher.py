@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 from kafka.partitioner.default import murmur2
@@ -204,8 +203,9 @@ class TelemetryPublisher:
 
 def check_rows(
     channel: str, start_index: int, rows: RowsLike, features: int
-) -> tuple[list[Any], list[RejectedRow]]:
-    """Rows as lists of floats plus the rejected ones (wrong width, NaN/inf, past float32),
+) -> tuple[np.ndarray | list[list[float]], list[RejectedRow]]:
+    """The rows as ``encode_points`` takes them (an array as a contiguous float64 array, anything
+    else as lists of floats) plus the rejected ones (wrong width, NaN/inf, past float32),
     vectorised for arrays."""
     if isinstance(rows, np.ndarray) and rows.ndim == 2:
         return _checked_array(channel, start_index, rows, features)
@@ -225,11 +225,12 @@ def check_rows(
 
 def _checked_array(
     channel: str, start_index: int, rows: np.ndarray, features: int
-) -> tuple[list[Any], list[RejectedRow]]:
-    rows = rows.astype(np.float64, copy=False)  # floats on the wire, as ``TelemetryMessage`` has them
+) -> tuple[np.ndarray, list[RejectedRow]]:
+    rows = np.ascontiguousarray(rows, dtype=np.float64)  # floats on the wire, as the model has them
     if rows.shape[1] != features:
         detail = f"{rows.shape[1]} values, expected {features}"
-        return [], [RejectedRow(channel, start_index + i, "wrong_width", detail) for i in range(len(rows))]
+        wrong = [RejectedRow(channel, start_index + i, "wrong_width", detail) for i in range(len(rows))]
+        return rows[:0], wrong
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(~(np.abs(rows) < FLOAT32_LIMIT).all(axis=1))  # NaN compares False
     rejected = []
@@ -240,4 +241,4 @@ def _checked_array(
         else:
             beyond = out_of_range_detail(values) or ""
             rejected.append(RejectedRow(channel, start_index + int(i), "out_of_range", beyond))
-    return rows.tolist(), rejected
+    return rows, rejected

@@ -34,4 +34,4 @@ def test_list_rows_are_checked_one_by_one() -> None:
 
 def test_clean_rows_pass() -> None:
     lists, rejected = check_rows("P-1", 0, np.ones((4, 25)), 25)
-    assert rejected == [] and lists[0] == [1.0] * 25
+    assert rejected == [] and list(lists[0]) == [1.0] * 25
