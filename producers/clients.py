@@ -6,7 +6,7 @@
   development machine, less when other processes take the CPU.
 - ``confluent-kafka`` (the optional extra ``confluent``): librdkafka in C. A record is one C call
   and batching, compression and the network run on librdkafka's own threads, without the GIL:
-  3-5 times the points per second here (docs/PERFORMANCE.md, "Producer").
+  6-15 times the points per second here (docs/PERFORMANCE.md, "Producer").
 
 Both send with ``acks=all`` and idempotence, to the partition the publisher computed (murmur2 of
 the key, Kafka's default), so a channel's points stay in order on one partition, and both report

@@ -73,7 +73,7 @@ class KafkaSettings(Section):
     deadletter_topic: str = "telemetry.deadletter"
     state_topic: str = "tmstream.worker-state"
     # the client producers send with: confluent-kafka (librdkafka, the optional extra `confluent`)
-    # is 3-5x kafka-python's points per second (docs/PERFORMANCE.md, "Producer")
+    # is 6-15x kafka-python's points per second (docs/PERFORMANCE.md, "Producer")
     producer_client: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
     # a direct read (snapshots, emissions, catch-up) that gets no record for this long fails
     # instead of holding the worker: the broker is away or the partition went
