@@ -18,7 +18,7 @@ from producers.registry import ChannelRegistry, required_topics
 from stream_workers.ports import Partition, RecordRef
 from tmstream.ground.settings import Settings
 from tmstream.ground.topic_reader import end_offset, read_range, read_topic
-from tmstream.ground.topics import admin_client, connect_admin, ensure_topics
+from tmstream.ground.topics import connect_admin, create_topics
 
 
 def record_ref(record: ConsumerRecord) -> RecordRef:
@@ -66,39 +66,44 @@ class TelemetryTopics:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pattern = re.compile(settings.kafka.telemetry_topic_pattern)
-        self.admin: KafkaAdminClient | None = None  # discovery's, opened on its first tick
+        self.admin: KafkaAdminClient | None = None  # opened by prepare, kept for discovery
 
     def matching(self, names: list[str]) -> list[str]:
         return sorted(name for name in names if self.pattern.fullmatch(name))
 
     def prepare(self, channels: ChannelRegistry) -> list[str]:
-        """Create the registry's topics, the sinks' topics and the compacted state topic; the
-        telemetry topics now on the broker."""
-        ensure_topics(self.settings, required_topics(self.settings, channels))
+        """Create what is missing of the registry's topics, the sinks' topics and the compacted
+        state topic; the telemetry topics now on the broker. One admin client and one topic list
+        when the deploy step (``tmstream topics create``) made them all; the client is kept for
+        discovery."""
         kafka = self.settings.kafka
-        with admin_client(self.settings) as admin:
-            names = admin.list_topics()
-            if kafka.state_topic not in names:
-                topic = NewTopic(
-                    kafka.state_topic,
-                    num_partitions=1,
-                    replication_factor=kafka.replication_factor,
-                    topic_configs={"cleanup.policy": "compact", "segment.ms": "600000"},
-                )
-                with contextlib.suppress(TopicAlreadyExistsError):  # a worker starting beside us won
-                    admin.create_topics([topic])
-        return self.matching(names)
+        names = set(self._admin().list_topics())
+        missing = [name for name in required_topics(self.settings, channels) if name not in names]
+        create_topics(self.settings, self._admin(), missing)
+        if kafka.state_topic not in names:
+            topic = NewTopic(
+                kafka.state_topic,
+                num_partitions=1,
+                replication_factor=kafka.replication_factor,
+                topic_configs={"cleanup.policy": "compact", "segment.ms": "600000"},
+            )
+            with contextlib.suppress(TopicAlreadyExistsError):  # a worker starting beside us won
+                self._admin().create_topics([topic])
+        return self.matching([*names, *missing])
 
     def discover(self) -> list[str]:
-        """The telemetry topics on the broker, through one admin client kept for the discovery
-        timer (a client per tick cost a connection, its metadata and an I/O thread every second)."""
-        if self.admin is None:
-            self.admin = connect_admin(self.settings)
+        """The telemetry topics on the broker, through the one admin client this worker keeps (a
+        client per tick cost a connection, its metadata and an I/O thread every second)."""
         try:
-            return self.matching(self.admin.list_topics())
+            return self.matching(self._admin().list_topics())
         except Exception:
             self.close()
             raise
+
+    def _admin(self) -> KafkaAdminClient:
+        if self.admin is None:
+            self.admin = connect_admin(self.settings)
+        return self.admin
 
     def close(self) -> None:
         if self.admin is not None:

@@ -91,25 +91,33 @@ def ensure_topics(
     wanted = list(dict.fromkeys(topics))
     if not wanted:
         return []
+    with admin_client(settings, policy) as admin:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        create_topics(settings, admin, missing)
+    return [TopicResult(name, "created" if name in missing else "exists") for name in wanted]
+
+
+def create_topics(settings: Settings, admin: KafkaAdminClient, names: list[str]) -> None:
+    """Create ``names`` (known to be missing) through the caller's client, with the configured
+    partitions, replication factor and retention, and wait until the broker lists them; one that
+    another client created meanwhile is not an error."""
+    if not names:
+        return
     kafka = settings.kafka
     options = {
         "num_partitions": kafka.topic_partitions,
         "replication_factor": kafka.replication_factor,
         "configs": {"retention.ms": str(kafka.retention_ms)},
     }
-    with admin_client(settings, policy) as admin:
-        existing = set(admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            try:
-                response = admin.create_topics(
-                    {name: options for name in missing}, raise_errors=False, wait_for_metadata=False
-                )
-            except KafkaError as exc:
-                raise TopicAdminError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
-            _raise_first_failure(response)
-            admin.wait_for_topics(missing, timeout_ms=30_000)
-    return [TopicResult(name, "created" if name in missing else "exists") for name in wanted]
+    try:
+        response = admin.create_topics(
+            {name: options for name in names}, raise_errors=False, wait_for_metadata=False
+        )
+    except KafkaError as exc:
+        raise TopicAdminError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
+    _raise_first_failure(response)
+    admin.wait_for_topics(names, timeout_ms=30_000)
 
 
 def describe_topics(settings: Settings, policy: ConnectPolicy = ConnectPolicy()) -> list[dict[str, Any]]:
