@@ -51,6 +51,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     TMSTREAM_WORKER_METRICS_PORT=6066
 WORKDIR /var/lib/tmstream
 USER tmstream
+# The engine's numba kernels compiled into NUMBA_CACHE_DIR at build, not by a worker's first batch
+# (numba keys them by CPU: on another kind of CPU the worker compiles them again, ≈40 s).
+RUN python -m model_store.warm
 EXPOSE 6066
 # Meaningful for `tmstream worker`; one-shot commands (topics, replay, import) switch it off in compose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \

@@ -35,6 +35,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   PYTHONWARNINGS="ignore:Editable installation" .venv/bin/pip install -q -e ".[train,dev,report,confluent]"
   touch "$stamp"
 fi
+# The engine's numba kernels compiled into their cache now (≈40 s once; a second run loads them),
+# not by a worker's first batch.
+.venv/bin/python -m model_store.warm
 .venv/bin/tmstream stack install
 
 # toxiproxy, for the fault suite's network partitions (a TCP proxy whose toxics black-hole traffic),

@@ -21,9 +21,11 @@ from functools import cache
 from pathlib import Path
 
 # The engine's numba kernels are cached on disk (cache=True). Loaded in this process from a cache
-# another process wrote (the suite's workers write it), they failed beside TensorFlow with
-# "NRT_adapt_ndarray_to_python: 'descr' is NULL" (test_keras_equivalence, warm cache only). This
-# process compiles into a cache of its own; the workers it starts keep the project's.
+# another process wrote (the suite's workers write it), they failed with
+# "NRT_adapt_ndarray_to_python: 'descr' is NULL" (test_keras_equivalence, warm cache only): the two
+# activations' kernels share a name, and entries compiled by different processes can share a symbol
+# (model_store/warm.py). This process compiles into a cache of its own; the workers it starts keep
+# the project's, which install.sh compiles in one process.
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="tmstream-numba-")
 import numba  # noqa: F401  (reads NUMBA_CACHE_DIR once, at import)
 
