@@ -78,10 +78,15 @@ def main() -> None:
         kernels = warm()
     except RuntimeError as exc:  # numba's "NRT_adapt_ndarray_to_python: 'descr' is NULL"
         _compile_afresh(f"the cached kernels do not load together ({exc})")
+    symbols = [
+        result.fndesc.mangled_name  # type: ignore[attr-defined]  # numba's CompileResult, untyped
+        for kernel in kernels
+        for result in kernel.overloads.values()
+    ]
+    if len(set(symbols)) < len(symbols):
+        _compile_afresh("two cached kernels carry the same symbol")
     compiled = sum(len(kernel.stats.cache_misses) for kernel in kernels)
     loaded = sum(len(kernel.stats.cache_hits) for kernel in kernels)
-    if compiled and loaded:
-        _compile_afresh(f"{compiled} kernel(s) compiled beside {loaded} cached by another process")
     folders = sorted({str(kernel.stats.cache_path) for kernel in kernels})
     took = time.perf_counter() - started
     print(
@@ -96,9 +101,10 @@ def main() -> None:
 
 def _compile_afresh(why: str) -> NoReturn:
     """Drop the engine's cache and compile it all again in a new process. Why: numba names a
-    compiled kernel by its qualified name and a per-process counter, and the engine's two
-    activations build kernels of the same name (``_kernels``), so two entries written by different
-    processes can carry the same symbol and fail when one process loads both."""
+    compiled kernel by its qualified name, its argument types and a per-process counter, and the
+    engine's two activations build kernels of the same name and types (``_kernels``), so entries
+    written by different processes can carry the same symbol; loaded together they failed
+    ("NRT_adapt_ndarray_to_python: 'descr' is NULL"). Kernels compiled in one process never do."""
     if os.environ.get(AFRESH):  # this process is the fresh compile: its failure is the answer
         raise SystemExit(f"the engine's kernels do not compile and load: {why}")
     print(f"{why}: compiling the engine's kernels afresh", file=sys.stderr)
