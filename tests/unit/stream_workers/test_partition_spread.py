@@ -66,9 +66,10 @@ def test_a_join_moves_only_the_newcomers_share_and_a_leave_only_the_leavers() ->
     assert sizes(after_leave) == [41, 41]
 
 
-def test_the_partitions_of_a_six_partition_topic_spread_over_the_members() -> None:
-    """The production overlay: 82 topics of 6 partitions; each topic's partitions reach every
-    member of a 2-, 3- or 6-member group evenly (co-partitioning did too, by number)."""
+def test_the_partitions_of_six_partition_topics_spread_over_the_members_as_they_join_and_leave() -> None:
+    """The production overlay: 82 topics of 6 partitions. Each topic's partitions reach every member
+    of a 2-, 3- or 6-member group evenly (co-partitioning did too, by number), and stay within one
+    per member as workers join one by one up to 7 and leave again."""
     topics = {topic: 6 for topic in CHANNEL_TOPICS}
     for count in (2, 3, 6):
         assignment = spread(topics, members(count))
@@ -76,6 +77,14 @@ def test_the_partitions_of_a_six_partition_topic_spread_over_the_members() -> No
         assert set(sizes(assignment)) == {82 * 6 // count}
         for topic in topics:
             assert {sum(tp.topic == topic for tp in held) for held in assignment.values()} == {6 // count}
+    assignment = {}
+    for count in (1, 2, 3, 4, 5, 6, 7, 3, 2):
+        before = {name: held for name, held in assignment.items() if name in members(count)}
+        assignment = spread(topics, members(count), before)
+        assert max(sizes(assignment)) - min(sizes(assignment)) <= 1, count
+        for topic in topics:
+            per_member = [sum(tp.topic == topic for tp in held) for held in assignment.values()]
+            assert max(per_member) - min(per_member) <= 1, (count, topic, per_member)
 
 
 def test_a_partition_goes_only_to_members_subscribed_to_its_topic() -> None:
