@@ -3,11 +3,12 @@
 Three measurements on isolated runs of one worker (``benchmarks/_harness.py``), beside the engine:
 
 - **overhead**: the test split of the channels is replayed first, then the worker starts and scores
-  the backlog; points/s from its first scored point to its last, against ``InferenceEngine
-  .predict_series`` on the same series in this process (before and after the pipeline run, to
-  bracket the shared machine's load). The replay runs before, not during, the scoring so its CPU
+  the backlog; points/s from its first scored point to its last, against the engine alone on the
+  same series in this process in the same inference policy (before and after the pipeline runs, to
+  bracket the shared machine's load), for ``hybrid`` (the default) and ``windowed``; the engine's
+  cost per point of each mode. The replay runs before, not during, the scoring so its CPU
   does not count as pipeline overhead (in production it runs on other machines).
-- **steady rate**: ``tmstream replay --rate RATE`` into a running worker; after each channel's first
+- **steady rate**: ``tmstream replay --rate RATE`` into a running worker (hybrid); after each channel's first
   window and a warm-up, ``tmstream_event_to_scored_seconds`` is scraped at the start and end of
   ``STEADY_S`` seconds and p50/p99 are taken from the bucket deltas.
 - **max rate**: ``tmstream replay --max`` into a running worker; the same quantiles over the run
@@ -51,6 +52,7 @@ WARMUP_S = 15.0  # past the first window: model loads and the first scoring of e
 STEADY_S = 60.0
 TIMEOUT_S = 900.0
 TARGET_OVERHEAD = 0.20
+POLICIES = ("hybrid", "windowed")  # the backlog run of each, beside the engine alone in that policy
 TARGET_P99_S = 0.25
 # time in StreamScorer.score (engine, thresholds, metrics), windows scored, micro-batches scored
 WORK = ("tmstream_scoring_seconds_sum", "tmstream_batch_windows_sum", "tmstream_batch_windows_count")
@@ -63,24 +65,56 @@ def channels_from(variable: str, default: str, stack: Settings) -> tuple[str, ..
     return tuple(c.strip() for c in raw.split(",") if c.strip())
 
 
-def engine_alone(stack: Settings, channels: tuple[str, ...]) -> dict[str, float]:
-    """Windows/s of ``predict_series`` over each channel's whole test split, champion weights."""
+def engine_alone(stack: Settings, channels: tuple[str, ...]) -> dict[str, Any]:
+    """The engine alone on each channel's whole test split, champion weights, in both policies:
+    ``windowed`` (``predict_series`` for every channel) and ``hybrid`` (what the worker computes:
+    windows for versions measured windowed, one carried pass with the guard's checks for the
+    stateful ones); points/s of each, and the cost per point of each mode."""
     from model_store.engine import InferenceEngine
+    from model_store.mode_measurement import guarded_series
     from model_store.registry import ModelRegistry
 
     registry = ModelRegistry(stack)
     weights = {c: registry.load_alias(c) for c in channels}
     series = {c: np.load(stack.data_dir / "test" / f"{c}.npy") for c in channels}
+    stateful = [c for c in channels if weights[c].inference_mode == "stateful"]
     engine = InferenceEngine()
     try:
         first = channels[0]
         engine.predict_series(weights[first], series[first][: stack.model.l_s + 8])  # numba, pool
-        started = time.perf_counter()
-        windows = sum(len(engine.predict_series(weights[c], series[c])) for c in channels)
-        elapsed = time.perf_counter() - started
+        engine.predict_series_carried(weights[first], series[first][: stack.model.l_s + 8])
+        windowed_s: dict[str, float] = {}
+        for channel in channels:
+            started = time.perf_counter()
+            engine.predict_series(weights[channel], series[channel])
+            windowed_s[channel] = time.perf_counter() - started
+        carried_s: dict[str, float] = {}
+        for channel in stateful:
+            started = time.perf_counter()
+            guarded_series(engine, weights[channel], series[channel])
+            carried_s[channel] = time.perf_counter() - started
     finally:
         engine.close()
-    return {"windows": windows, "seconds": round(elapsed, 2), "windows_per_s": round(windows / elapsed, 1)}
+    points = {c: len(series[c]) - stack.model.l_s for c in channels}
+    hybrid_s = sum(carried_s.get(c, windowed_s[c]) for c in channels)
+    total = sum(points.values())
+    stateful_points = sum(points[c] for c in stateful)
+
+    def per_point(seconds: float, count: int) -> float | None:
+        return round(1e6 * seconds / count, 2) if count else None
+
+    return {
+        "points": total,
+        "stateful_channels": stateful,
+        "windowed": {"seconds": round(sum(windowed_s.values()), 2),
+                     "points_per_s": round(total / sum(windowed_s.values()), 1)},
+        "hybrid": {"seconds": round(hybrid_s, 2), "points_per_s": round(total / hybrid_s, 1)},
+        "us_per_point": {
+            "windowed": per_point(sum(windowed_s.values()), total),
+            "stateful_with_guard": per_point(sum(carried_s.values()), stateful_points),
+            "windowed_on_stateful_channels": per_point(sum(windowed_s[c] for c in stateful), stateful_points),
+        },
+    }  # fmt: skip
 
 
 def quantiles(after: Buckets, before: Buckets | None = None) -> dict[str, float | None]:
@@ -92,9 +126,10 @@ def quantiles(after: Buckets, before: Buckets | None = None) -> dict[str, float 
     return {"p50_ms": ms(0.5), "p99_ms": ms(0.99), "observations": observed}
 
 
-def backlog(stack: Settings, folder: Path, channels: tuple[str, ...]) -> dict[str, Any]:
-    """Replay first, then one worker scores the backlog: points/s and the scoring wall time."""
-    config = Configuration(stack, folder, channels, 1)
+def backlog(stack: Settings, folder: Path, channels: tuple[str, ...], policy: str) -> dict[str, Any]:
+    """Replay first, then one worker (``worker.inference_policy`` = ``policy``) scores the backlog:
+    points/s and the scoring wall time."""
+    config = Configuration(stack, folder, channels, 1, env={"TMSTREAM_WORKER_INFERENCE_POLICY": policy})
     try:
         config.tmstream("topics", "create")
         config.tmstream("replay", "--channels", ",".join(channels), "--max", timeout=TIMEOUT_S)
@@ -182,17 +217,22 @@ def measure(stack: Settings) -> dict[str, Any]:
         "load_average": load_average(),
     }
     engine_before = engine_alone(stack, channels)
-    pipeline = backlog(stack, folder, channels)
+    pipelines = {policy: backlog(stack, folder, channels, policy) for policy in POLICIES}
     engine_after = engine_alone(stack, channels)
     results["load_average_after_overhead"] = load_average()
-    engine_rate = (engine_before["windows_per_s"] + engine_after["windows_per_s"]) / 2
-    overhead = engine_rate / pipeline["points_per_s"] - 1
+    overheads = {}
+    for policy in POLICIES:
+        engine_rate = (engine_before[policy]["points_per_s"] + engine_after[policy]["points_per_s"]) / 2
+        overheads[policy] = round(engine_rate / pipelines[policy]["points_per_s"] - 1, 3)
     results.update(
         engine_before=engine_before,
         engine_after=engine_after,
-        pipeline_backlog=pipeline,
-        pipeline_overhead=round(overhead, 3),
-        meets_overhead_target=overhead <= TARGET_OVERHEAD,
+        pipeline_backlog=pipelines,
+        pipeline_overhead=overheads,
+        meets_overhead_target={policy: value <= TARGET_OVERHEAD for policy, value in overheads.items()},
+        hybrid_speedup_over_windowed=round(
+            pipelines["hybrid"]["points_per_s"] / pipelines["windowed"]["points_per_s"], 2
+        ),
     )
     results["max_rate"] = max_rate(stack, folder, channels)
     results["steady_rate"] = steady = steady_rate(stack, folder, rate_channels)
