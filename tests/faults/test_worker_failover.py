@@ -1,8 +1,10 @@
 """``kill -9`` one of two workers mid-stream: the survivor takes its partitions over.
 
-Faust assigns partition numbers co-partitioned across the telemetry topics, so with two-partition
-topics each worker owns partition 0 or 1 of every topic. D-14 hashes to partition 0 and P-1 to
-partition 1 (murmur2 of the key, as the replay's publisher routes it): each worker gets a channel.
+The worker's assignor spreads each topic's partitions over the members, so with two-partition
+topics each worker owns one partition of every topic: partition 0 of both or partition 1 of both
+(the spread deals partition numbers in order, as Faust's co-partitioning did). D-14 hashes to
+partition 0 and P-1 to partition 1 (murmur2 of the key, as the replay's publisher routes it): each
+worker gets a channel.
 """
 
 from __future__ import annotations
