@@ -30,6 +30,7 @@ from tmstream.ground.settings import Settings
 DEMO_CHANNELS = ["P-1", "A-5", "A-6", "D-14", "F-5", "P-11"]
 SYNTH_CHANNELS = 4
 IDLE_CLOSE_S = 5
+METRICS_SILENCE_S = 60.0  # the worker runs but its /metrics has not answered this long: give up
 
 
 class DemoError(TmstreamError):
@@ -280,14 +281,22 @@ def _scored(settings: Settings) -> float:
 
 def _wait_scored(settings: Settings, dataset: Any, channels: list[str], worker: Any, log_path: Path) -> None:
     expected = sum(max(0, dataset.channels[c].test_rows - settings.model.l_s) for c in channels)
+    answered = time.monotonic()
     with console.status(f"scoring {expected:,} windows…") as status:
         while True:
             if worker.poll() is not None:
                 raise DemoError(f"the worker exited with code {worker.returncode}; see {log_path}")
             try:
                 done = _scored(settings)
+                answered = time.monotonic()
             except (urllib.error.URLError, OSError) as exc:
-                raise StackError(f"cannot read the worker's metrics: {exc}") from exc
+                # a page slower than the 5 s timeout on a busy machine is not a dead worker
+                if time.monotonic() - answered > METRICS_SILENCE_S:
+                    raise StackError(
+                        f"cannot read the worker's metrics for {METRICS_SILENCE_S:.0f} s: {exc}"
+                    ) from exc
+                time.sleep(1)
+                continue
             status.update(f"scoring: {done:,.0f} of {expected:,} windows")
             if done >= expected:
                 return
