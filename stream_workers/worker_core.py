@@ -14,10 +14,11 @@ The Faust adapter (``app``) calls ``process``, ``assigned``, ``revoked``, ``clos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -157,11 +158,7 @@ class WorkerCore:
 
     async def process(self, records: Sequence[RecordRef]) -> None:
         """One micro-batch: accept every record, score, emit, update channel states, snapshot."""
-        # Faust resumes new partitions before its on_partitions_assigned handlers finish: without
-        # this wait a channel would be restored without its snapshot, and emissions re-derived
-        # before the anomalies topic was read back would be sent twice.
-        await self.reloaded.wait()
-        async with self.lock:
+        async with self._reloaded_and_locked():
             letters: list[DeadLetter] = []
             for record in records:
                 tp = Partition(record.topic, record.partition)
@@ -178,6 +175,28 @@ class WorkerCore:
             self.check_lease()
             await self.channel_states.update_channels(self.scorer.take_latest().items())
             await self._snapshot_due()
+
+    @contextlib.asynccontextmanager
+    async def _reloaded_and_locked(self) -> AsyncIterator[None]:
+        """The lock, taken while no rebalance is between its revoke and its assignment.
+
+        Faust resumes new partitions before its on_partitions_assigned handlers finish: without the
+        wait a channel would be restored without its snapshot, and emissions re-derived before the
+        anomalies topic was read back would be sent twice. The wait is checked again under the
+        lock: a batch that waited for it through a revoke (which holds it while it writes the
+        hand-over snapshots) would otherwise take revoked channels back before the assignment says
+        which partitions stayed, and a moved channel would run on beside its new owner.
+        """
+        while True:
+            await self.reloaded.wait()
+            await self.lock.acquire()
+            if self.reloaded.is_set():
+                break
+            self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     async def _first_sight(self, record: RecordRef) -> list[DeadLetter]:
         """Before a channel's first record here: restore its snapshot and catch up.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -323,6 +323,48 @@ def test_an_alarm_restored_at_assignment_leaves_with_its_partition_before_the_ch
 
     second = asyncio.run(scenario())
     assert second.value("tmstream_channel_in_alarm", spacecraft="TEST", channel="A-1") is None
+
+
+class SlowAcks:
+    """A sender whose acks take a turn of the event loop, as the broker's do."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        self.log = log
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, bytes] | None = None
+    ) -> Awaitable[object]:
+        await asyncio.sleep(0)
+        return await self.log.send(topic, key, value, headers)
+
+
+def test_a_batch_waiting_for_the_lock_through_a_revoke_waits_for_the_assignment_after_it() -> None:
+    """Faust hands the agent a batch fetched before a revoke while the revoke (writing its hand-over
+    snapshots) holds the lock. Run as soon as the revoke lets go, it would take the revoked channel
+    back before the assignment says it moved: the channel ran on at both workers (its series on
+    the old one beside the new owner's, found by the scale-out test under load)."""
+
+    async def scenario() -> Worker:
+        log, sink = MemoryLog(), MemoryEventSink()
+        publish(log)
+        w = worker(log, sink)
+        a1, b2 = Partition(topic_of("A-1"), 0), Partition(topic_of("B-2"), 0)
+        await w.core.assigned(2, [a1, b2])
+        await deliver(w, log, dict.fromkeys(CHANNELS, 0), dict.fromkeys(CHANNELS, 100), batch=25)
+        w.core.sender = SlowAcks(log)  # type: ignore[assignment]
+        revoke = asyncio.create_task(w.core.revoked([a1, b2]))
+        await asyncio.sleep(0)  # the revoke holds the lock, waiting for its first snapshot's ack
+        batch = asyncio.create_task(w.core.process(log.read_range(a1, 100, 110)))
+        await asyncio.sleep(0)  # the batch waits for the lock
+        await revoke
+        await asyncio.sleep(0)
+        await w.core.assigned(1, [b2])
+        await batch
+        return w
+
+    w = asyncio.run(scenario())
+    assert "A-1" not in w.core.owned and "A-1" not in w.core.scorer.streams
+    assert w.value("tmstream_points_consumed_total", spacecraft="TEST", channel="A-1") is None
 
 
 def test_two_workers_hand_a_channel_over(oracle: tuple[MemoryLog, MemoryEventSink]) -> None:
