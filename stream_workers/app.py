@@ -177,7 +177,10 @@ class ScoringWorker:
             tp = TP(partition.topic, partition.partition)
             if tp not in app.consumer.assignment():  # aiokafka asserts on a partition it lacks
                 return None
-            return app.consumer.highwater(tp)
+            try:
+                return app.consumer.highwater(tp)
+            except AssertionError:  # mid-rebalance aiokafka dropped it before Faust's view did:
+                return None  # unknown for now (an exception here would crash the app's timer)
 
         async def on_assigned(worker_app: faust.App, assigned: set[TP], **_: Any) -> None:
             lease.renew()
