@@ -34,6 +34,16 @@ from tmstream.ground.settings import Settings, config_dir, load_settings
 Buckets = list[tuple[float, float]]  # (upper bound "le", cumulative count), ascending, +Inf last
 
 
+def best_seconds(call: Callable[[], object], repeats: int = 5) -> float:
+    """The fastest of ``repeats`` runs of ``call``: the least disturbed by a shared machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: other sessions share this machine, so every figure carries it."""
     return [round(value, 2) for value in os.getloadavg()]

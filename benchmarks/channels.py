@@ -12,18 +12,17 @@ steady-rate run of ``bench pipeline``), k drawn from 10..50, and k = 200. No sta
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks._harness import best_seconds
+
 if TYPE_CHECKING:
     from model_store.engine import InferenceEngine
     from model_store.weights import LstmWeights
 
-REPEATS = 5
 SHAPES: dict[str, tuple[int, int]] = {
     "k=1": (1, 1),
     "k=2": (2, 2),
@@ -31,15 +30,6 @@ SHAPES: dict[str, tuple[int, int]] = {
     "k=10..50": (10, 50),
     "k=200": (200, 200),
 }
-
-
-def _best_seconds(call: Callable[[], object], repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def _per_channel(engine: InferenceEngine, items: list[tuple[LstmWeights, np.ndarray]]) -> list[np.ndarray]:
@@ -75,10 +65,10 @@ def run() -> dict[str, Any]:
             windows = sum(len(rows) - w.l_s for w, rows in items)
             engine.predict_series_many(items[:2])  # numba compile / cache load, pool start
             engine.predict_series(*items[0])
-            per_channel = _best_seconds(partial(_per_channel, engine, items))
-            many = _best_seconds(partial(engine.predict_series_many, items))
+            per_channel = best_seconds(partial(_per_channel, engine, items))
+            many = best_seconds(partial(engine.predict_series_many, items))
             blas.predict_series_many(items[:2])
-            blas_only = _best_seconds(partial(blas.predict_series_many, items))
+            blas_only = best_seconds(partial(blas.predict_series_many, items))
             single = [engine.predict_series(w, r) for w, r in items]
             error = max(
                 float(np.abs(a - b).max())

@@ -1,7 +1,7 @@
 """The worker's costs besides the engine's step loop, each measured alone in one process.
 
 No stack needed: the worker's own classes on real records of the NASA split (SMAP P-1 and A-1, the
-2018 weights of P-1), best of ``REPEATS``:
+2018 weights of P-1), best of five runs (``best_seconds``):
 
 - **decode**: ``TelemetryMessage.from_bytes`` (JSON parse, schema check, strict validation);
 - **accept**: ``StreamScorer.accept`` (decode, key, registry, width, finiteness and range checks,
@@ -18,25 +18,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-REPEATS = 5
+from benchmarks._harness import best_seconds
+
 RECORDS = 2_000
 EXPOSITION_CHANNELS = (82, 1_000, 10_000)
-
-
-def _best(call: Callable[[], object], repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def run() -> dict[str, Any]:
@@ -61,21 +52,21 @@ def run() -> dict[str, Any]:
     spec = ChannelSpec("P-1", "SMAP", 25, topic, "data")
     params = ThresholdParameters()
 
-    decode = _best(lambda: [TelemetryMessage.from_bytes(p) for p in payloads[:RECORDS]]) / RECORDS
+    decode = best_seconds(lambda: [TelemetryMessage.from_bytes(p) for p in payloads[:RECORDS]]) / RECORDS
 
     def accept_all() -> None:
         scorer = StreamScorer(params, None, None, {"P-1": spec}.get, WorkerMetrics.on(CollectorRegistry()))  # type: ignore[arg-type]
         for record in records[:RECORDS]:
             scorer.accept(record)
 
-    accept = _best(accept_all) / RECORDS
+    accept = best_seconds(accept_all) / RECORDS
     metrics = WorkerMetrics.on(CollectorRegistry())
 
     def count_points() -> None:
         for _ in range(RECORDS):
             metrics.point_consumed("SMAP", "P-1")
 
-    metric = _best(count_points) / RECORDS
+    metric = best_seconds(count_points) / RECORDS
 
     stream = ChannelStream("P-1", "SMAP", 25, params)
     for index, row in enumerate(rows[:251]):
@@ -89,15 +80,15 @@ def run() -> dict[str, Any]:
         for _ in range(200):
             rebuild()
 
-    rebuild_s = _best(rebuilds) / 200
+    rebuild_s = best_seconds(rebuilds) / 200
 
     engine = InferenceEngine(threads=1)
     weights = read_keras2_h5(settings.data_dir / "reference-2018" / "models" / "P-1.h5", "P-1")
     plan = engine._plan(weights)
     span = np.ascontiguousarray(rows[:251], dtype=np.float32)
     plan.series(span, 250, 1, engine.narrow_windows)  # compiled / cache loaded
-    window_s = _best(lambda: plan.series(span, 250, 1, engine.narrow_windows), 20)
-    projection_s = _best(lambda: np.dot(span, plan.input_kernel_t.T) + plan.first_bias[:, 0], 20)
+    window_s = best_seconds(lambda: plan.series(span, 250, 1, engine.narrow_windows), 20)
+    projection_s = best_seconds(lambda: np.dot(span, plan.input_kernel_t.T) + plan.first_bias[:, 0], 20)
     engine.close()
 
     exposition: dict[str, dict[str, float]] = {}
@@ -122,7 +113,7 @@ def run() -> dict[str, Any]:
                 fleet.scored("SMAP", channel, 1, 0.01)
                 fleet.channel_latest("SMAP", channel, latest)
             page = generate_latest(registry)
-            seconds = _best(partial(generate_latest, registry), 3)
+            seconds = best_seconds(partial(generate_latest, registry), 3)
             key = "with_created" if created else "without_created"
             exposition[str(count)][key + "_ms"] = round(seconds * 1000, 1)
             exposition[str(count)][key + "_bytes"] = len(page)
