@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
 
 from evaluation.detections import stream_detections
 from model_store.engine import InferenceEngine
@@ -22,14 +21,12 @@ from model_store.inference_mode import ModeVerdict
 from model_store.keras2_h5 import read_keras2_h5
 from model_store.mode_measurement import guarded_series
 from model_store.weights import LstmWeights
-from producers.channel_spec import ChannelSpec
 from producers.dataset import TelemanomDataset
 from stream_workers.channel_stream import ChannelStream
 from stream_workers.events import AnomalyEvent
-from stream_workers.metrics import WorkerMetrics
 from stream_workers.scoring import InferencePolicy, StreamScorer
 from tests.unit.model_store.test_stateful_inference import remembering
-from tests.unit.stream_workers.test_stream_scorer import PARAMS, Models, records, run
+from tests.unit.stream_workers.test_stream_scorer import PARAMS, Models, make_scorer, records, run
 
 STATEFUL = ModeVerdict("stateful", 1e-7, 1000, 1e-5)
 
@@ -58,22 +55,7 @@ def scorer_for(
     tolerance: float = 1e-5,
     engine: InferenceEngine | None = None,
 ) -> StreamScorer:
-    def spec(channel: str) -> ChannelSpec | None:
-        info = dataset.channels[channel]
-        width = 25 if info.spacecraft == "SMAP" else 55
-        return ChannelSpec(
-            channel, info.spacecraft, width, f"telemetry.{info.spacecraft.lower()}.{channel}", "data"
-        )
-
-    return StreamScorer(
-        PARAMS,
-        models,
-        engine or InferenceEngine(),
-        spec,
-        WorkerMetrics.on(CollectorRegistry()),
-        policy=policy,
-        tolerance=tolerance,
-    )
+    return make_scorer(dataset, models, engine, policy=policy, tolerance=tolerance)
 
 
 def closed(events: list[AnomalyEvent]) -> list[tuple[int, int]]:

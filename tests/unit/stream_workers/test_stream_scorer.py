@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,7 +64,11 @@ def no_model(channel: str) -> LstmWeights:
     raise ModelNotFound(f"no model for {channel}")
 
 
-def make_scorer(dataset: TelemanomDataset, models: Models) -> StreamScorer:
+def make_scorer(
+    dataset: TelemanomDataset, models: Models, engine: InferenceEngine | None = None, **options: Any
+) -> StreamScorer:
+    """A scorer of ``dataset``'s channels; ``options``: the scorer's policy, guard period, tolerance."""
+
     def spec(channel: str) -> ChannelSpec | None:
         info = dataset.channels.get(channel)
         if info is None:
@@ -74,11 +79,7 @@ def make_scorer(dataset: TelemanomDataset, models: Models) -> StreamScorer:
         )
 
     return StreamScorer(
-        PARAMS,
-        models,
-        InferenceEngine(),
-        spec,
-        WorkerMetrics.on(CollectorRegistry()),
+        PARAMS, models, engine or InferenceEngine(), spec, WorkerMetrics.on(CollectorRegistry()), **options
     )
 
 
