@@ -23,7 +23,8 @@ R points/s each):
   its first scored point, then the benchmark waits until the worker has scored one point per
   channel with no consumer lag: every model is loaded and every stateful channel has its carried
   state, start-up costs a steady stream does not pay again (bounded by ``CATCHUP_TIMEOUT_S``).
-- **Steady phase.** ``replay --rate R --resume`` continues every channel at row ``l_s + 1``; after
+- **Steady phase.** ``replay --rate R --from-index l_s + 1`` continues every channel at row
+  ``l_s + 1`` (where ``--resume`` would start; its tail read timed out at 10,000 channels); after
   ``warmup_s`` the worker's ``/metrics`` is scraped, again ``steady_s`` later, and event → scored
   p50/p99 come from the ``tmstream_event_to_scored_seconds`` bucket deltas (``bucket_quantile``,
   one observation per channel micro-batch), beside scored vs offered points/s, consumer lag at the
@@ -260,7 +261,10 @@ def fleet(stack: Settings, folder: Path, reference: tuple[Path, list[str], dict[
             "lag": int(scrape.sum("tmstream_consumer_lag_messages")), "cache": cache_figures(scrape),
             **rss_bytes(pid),
         }  # fmt: skip
-        steady = config.replay("--rate", str(rate), "--resume")
+        # --from-index, not --resume: the first replay stopped every channel before l_s + 1, so both
+        # start there, and at 10,000 channels behind a 1.6 million record lag --resume's tail read
+        # timed out (2026-12-03: "could not read the tail ... in time") and the steady replay exited
+        steady = config.replay("--rate", str(rate), "--from-index", str(l_s + 1))
         try:
             time.sleep(warmup_s)
             before = Scrape(port)
@@ -300,7 +304,10 @@ def fleet(stack: Settings, folder: Path, reference: tuple[Path, list[str], dict[
             result["meets_target"] = met
             if not met:
                 result["profile"] = profile(pid, base / "py-spy", PROFILE_S)
-            result["steady_replay_finished_early"] = steady.poll() is not None
+            result["steady_replay_finished_early"] = ended = steady.poll() is not None
+            if ended:
+                log = (config.folder / "replay.log").read_text(errors="replace").strip().splitlines()
+                result["steady_replay_exit"] = {"rc": steady.returncode, "last_line": log[-1:] or None}
         finally:
             stop(steady)
     return result
