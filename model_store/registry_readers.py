@@ -67,6 +67,11 @@ def reading_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings)
 
 
+# MLflow's single-tenant workspace (mlflow.utils.workspace_utils.DEFAULT_WORKSPACE_NAME; not
+# imported: importing MLflow is what this reader avoids)
+DEFAULT_WORKSPACE = "default"
+
+
 class SqliteRegistry(ModelRegistry):
     """Reads of a SQLite-backed registry, in MLflow's tables (read-only, one snapshot per call).
 
@@ -80,6 +85,7 @@ class SqliteRegistry(ModelRegistry):
         super().__init__(settings)
         self.path = Path(self.uri.removeprefix("sqlite:///"))
         self.timeout_s = settings.mlflow.request_timeout_s
+        self._workspaces: bool | None = None
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection | None]:
@@ -97,6 +103,13 @@ class SqliteRegistry(ModelRegistry):
         except sqlite3.Error as exc:
             raise RegistryUnavailable(f"cannot read the MLflow registry at {self.uri}: {exc}") from exc
 
+    def _has_workspaces(self, db: sqlite3.Connection) -> bool:
+        """Whether the file's tables carry MLflow 3's ``workspace`` column (asked once per reader)."""
+        if self._workspaces is None:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(model_version_tags)")}
+            self._workspaces = "workspace" in columns
+        return self._workspaces
+
     def channels(self) -> list[str]:
         with self._snapshot() as db:
             names = (
@@ -109,22 +122,30 @@ class SqliteRegistry(ModelRegistry):
         with self._snapshot() as db:
             found = None
             if db is not None:
+                # MLflow 3 keys these tables by (workspace, name, …): without the workspace a query
+                # scans them (25 ms per resolve at 10,000 models; 0.02 ms with it)
+                space = "workspace = ? AND " if self._has_workspaces(db) else ""
+                scope: tuple[str, ...] = (DEFAULT_WORKSPACE,) if space else ()
                 found = db.execute(
                     "SELECT v.version, v.run_id FROM registered_model_aliases a JOIN model_versions v"
                     " ON v.name = a.name AND v.version = a.version"
-                    " WHERE a.name = ? AND a.alias = ? AND v.current_stage IS NOT ?",
-                    (name, alias, DELETED_STAGE),
+                    + (" AND v.workspace = a.workspace" if space else "")
+                    + f" WHERE {'a.' + space if space else ''}a.name = ? AND a.alias = ?"
+                    " AND v.current_stage IS NOT ?",
+                    (*scope, name, alias, DELETED_STAGE),
                 ).fetchone()
             if db is None or found is None:
                 raise ModelNotFound(f"channel {channel} has no model under alias {alias!r} in {self.uri}")
             version, run_id = found
-            where = (name, version)
+            where = (*scope, name, version)
             rows = db.execute(
-                "SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ?", where
+                f"SELECT alias FROM registered_model_aliases WHERE {space}name = ? AND version = ?", where
             )
             aliases = sorted(alias for (alias,) in rows)
             tags = dict(
-                db.execute("SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?", where)
+                db.execute(
+                    f"SELECT key, value FROM model_version_tags WHERE {space}name = ? AND version = ?", where
+                )
             )
         return ModelVersionInfo(
             channel=channel,
