@@ -365,8 +365,11 @@ class StreamScorer:
                         prediction.drift, prediction.switched_at, self.tolerance,
                         prediction.switched_at + 1)  # fmt: skip
             self.metrics.inference_switched(stream.spacecraft, stream.channel, "verify_drift")
-        self.modes[stream.channel] = {"version": weights.version, "mode": prediction.mode,
-                                      "why": self._why(stream, weights)}  # fmt: skip
+        known = self.modes.get(stream.channel)
+        if known is None or (known["version"], known["mode"]) != (weights.version, prediction.mode):
+            # once per change, not per batch: this runs for every channel of every micro-batch
+            why = self._why(stream, weights)
+            self.modes[stream.channel] = {"version": weights.version, "mode": prediction.mode, "why": why}
 
     def _why(self, stream: ChannelStream, weights: LstmWeights) -> str:
         if self.policy != "hybrid":

@@ -38,6 +38,7 @@ def _progress() -> Progress:
 
 
 def _row(info: ModelVersionInfo) -> dict[str, object]:
+    verdict = ModeVerdict.from_tags(info.tags)
     return {
         "channel": info.channel,
         "version": info.version,
@@ -45,15 +46,14 @@ def _row(info: ModelVersionInfo) -> dict[str, object]:
         "source": info.source,
         "metrics": info.metrics,
         "recurrent_activation": info.tags.get("recurrent_activation"),
-        "inference_mode": _mode(info),
-        "stateful_max_error": verdict.max_error if (verdict := ModeVerdict.from_tags(info.tags)) else None,
+        "inference_mode": _mode(verdict),
+        "stateful_max_error": verdict.max_error if verdict is not None else None,
         "run_id": info.run_id,
     }
 
 
-def _mode(info: ModelVersionInfo) -> str:
+def _mode(verdict: ModeVerdict | None) -> str:
     """The version's inference mode; a version never measured is scored with windows."""
-    verdict = ModeVerdict.from_tags(info.tags)
     return verdict.mode if verdict is not None else "windowed (not measured)"
 
 
@@ -73,7 +73,7 @@ def list_models(
         verdict = ModeVerdict.from_tags(info.tags)
         error = f"{verdict.max_error:.3g}" if verdict is not None else ""
         aliases = ",".join(info.aliases)
-        table.add_row(info.channel, info.version, aliases, info.source, _mode(info), error, metrics)
+        table.add_row(info.channel, info.version, aliases, info.source, _mode(verdict), error, metrics)
     console.print(table)
 
 
