@@ -17,6 +17,7 @@ import numpy as np
 
 from model_store.exceptions import WeightsError
 from model_store.inference_mode import InferenceMode, ModeVerdict
+from model_store.scaling import InputScaling, ScalingError
 
 RecurrentActivation = Literal["hard_sigmoid_keras2", "sigmoid"]
 RECURRENT_ACTIVATIONS: tuple[RecurrentActivation, ...] = ("hard_sigmoid_keras2", "sigmoid")
@@ -53,6 +54,8 @@ class LstmWeights:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # what the registry measured for this version (None: never measured, so windows, the exact mode)
     verdict: ModeVerdict | None = field(default=None, compare=False)
+    # how the channel's rows become this model's input (None: the identity, as for the NASA data)
+    scaling: InputScaling | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.recurrent_activation not in RECURRENT_ACTIVATIONS:
@@ -86,6 +89,11 @@ class LstmWeights:
                 f"channel {self.channel}: dense bias shape {self.dense_bias.shape}, expected "
                 f"({self.dense_kernel.shape[1]},)"
             )
+        if self.scaling is not None and self.scaling.features != self.n_features:
+            raise WeightsError(
+                f"channel {self.channel}: input scaling has {self.scaling.features} features, "
+                f"the model {self.n_features}"
+            )
         self._check_values()
 
     def _check_values(self) -> None:
@@ -110,6 +118,10 @@ class LstmWeights:
         return self.verdict.mode if self.verdict is not None else "windowed"
 
     @property
+    def input_scaling(self) -> InputScaling:
+        return self.scaling if self.scaling is not None else InputScaling.identity(self.n_features)
+
+    @property
     def n_features(self) -> int:
         return int(self.layers[0].kernel.shape[0])
 
@@ -130,7 +142,7 @@ class LstmWeights:
 
     def metadata(self) -> dict[str, Any]:
         """The small JSON stored next to the arrays: what the engine needs besides numbers."""
-        return {
+        meta: dict[str, Any] = {
             "channel": self.channel,
             "recurrent_activation": self.recurrent_activation,
             "features": self.n_features,
@@ -139,6 +151,9 @@ class LstmWeights:
             "l_s": self.l_s,
             "source": self.source,
         }
+        if self.scaling is not None:
+            meta["input_scaling"] = self.scaling.as_dict()
+        return meta
 
     def arrays(self) -> dict[str, np.ndarray]:
         named = {"dense_kernel": self.dense_kernel, "dense_bias": self.dense_bias}
@@ -157,7 +172,11 @@ class LstmWeights:
         return digest.hexdigest()
 
     def with_version(
-        self, version: str, source: str | None = None, verdict: ModeVerdict | None = None
+        self,
+        version: str,
+        source: str | None = None,
+        verdict: ModeVerdict | None = None,
+        scaling: InputScaling | None = None,
     ) -> LstmWeights:
         return LstmWeights(
             self.channel,
@@ -170,6 +189,7 @@ class LstmWeights:
             version,
             self.extra,
             verdict or self.verdict,
+            scaling or self.scaling,
         )
 
 
@@ -209,8 +229,18 @@ def load_npz(path: Path, channel: str | None = None, version: str = "file") -> L
                 int(meta["l_s"]),
                 meta.get("source", "trained"),
                 version,
+                scaling=_scaling(meta, label),
             )
     except WeightsError:
         raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise WeightsError(f"channel {label}: cannot read weights file {path}: {exc}") from exc
+
+
+def _scaling(meta: dict[str, Any], label: str) -> InputScaling | None:
+    if "input_scaling" not in meta:
+        return None
+    try:
+        return InputScaling.from_json(json.dumps(meta["input_scaling"]), label)
+    except ScalingError as exc:
+        raise WeightsError(str(exc)) from exc

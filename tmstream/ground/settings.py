@@ -72,6 +72,10 @@ class KafkaSettings(Section):
     anomalies_topic: str = "anomalies"
     deadletter_topic: str = "telemetry.deadletter"
     state_topic: str = "tmstream.worker-state"
+    # compacted, keyed by channel id: the fleet's channel registry (docs/ONBOARDING.md)
+    channels_topic: str = "tmstream.channels"
+    # a challenger's events while it is scored beside the champion: never alerts nor work orders
+    shadow_topic: str = "anomalies.shadow"
     # the client producers send with: confluent-kafka (librdkafka, the optional extra `confluent`)
     # is 6-15x kafka-python's points per second (docs/PERFORMANCE.md, "Producer")
     producer_client: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
