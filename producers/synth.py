@@ -75,3 +75,49 @@ def write_synthetic(out: Path, spec: SynthSpec) -> list[str]:
             classes = "[" + ", ".join(cls for _, _, cls in labels) + "]"
             writer.writerow([name, "SYNTH", str(ranges), classes, len(test)])
     return names
+
+
+@dataclass(frozen=True)
+class EngineeringChannel:
+    """A live-like channel in engineering units: a radiator temperature in kelvin."""
+
+    rows: int = 6000
+    anomaly_start: int | None = 5400  # a heater stuck on: the temperature climbs ~60 K for 80 rows
+    anomaly_rows: int = 80
+    period_s: int = 60  # seconds between rows
+    seed: int = 11
+
+    COLUMNS = ("timestamp", "temperature_k", "heater_on", "eclipse")
+
+
+def engineering_rows(spec: EngineeringChannel) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch seconds, rows): the temperature around 290 K with an orbital swing of ±15 K, an
+    eclipse flag and a heater flag that each move it, noise of 0.4 K; one anomaly if asked."""
+    rng = np.random.default_rng(spec.seed)
+    t = np.arange(spec.rows, dtype=np.float64)
+    orbit = np.sin(2 * np.pi * t / 95.0)
+    eclipse = (orbit < -0.55).astype(np.float64)
+    heater = np.zeros(spec.rows)
+    for start in rng.choice(spec.rows - 30, size=max(1, spec.rows // 300), replace=False):
+        heater[start : start + 25] = 1.0
+    kelvin = 290.0 + 15.0 * orbit - 6.0 * eclipse + 4.0 * heater + rng.normal(0, 0.4, spec.rows)
+    if spec.anomaly_start is not None:
+        span = slice(spec.anomaly_start, spec.anomaly_start + spec.anomaly_rows)
+        kelvin[span] += np.linspace(20.0, 60.0, len(kelvin[span]))
+    seconds = 1_798_761_600 + t * spec.period_s  # from 2027-01-01T00:00:00Z
+    return seconds.astype(np.int64), np.column_stack([kelvin, heater, eclipse])
+
+
+def write_engineering_csv(path: Path, spec: EngineeringChannel) -> Path:
+    """The CSV a data engineer brings: ``timestamp`` (ISO 8601, UTC), then the channel's columns."""
+    from datetime import UTC, datetime
+
+    seconds, rows = engineering_rows(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(spec.COLUMNS)
+        for second, row in zip(seconds, rows, strict=True):
+            stamp = datetime.fromtimestamp(int(second), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            writer.writerow([stamp, f"{row[0]:.3f}", f"{row[1]:g}", f"{row[2]:g}"])
+    return path

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from producers.dataset import TelemanomDataset
 from producers.fetch import fetch as fetch_dataset
-from producers.synth import SynthSpec, write_synthetic
+from producers.synth import EngineeringChannel, SynthSpec, write_engineering_csv, write_synthetic
 from tmstream.cli.context import console, emit_json, settings_from
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, download or synthesise telemetry data.")
@@ -91,6 +91,25 @@ def synth(
     with console.status(f"writing {channels} synthetic channels…"):
         names = write_synthetic(out, spec)
     console.print(f"wrote {len(names)} channels ({names[0]} … {names[-1]}) to {out}")
+
+
+@app.command("synth-channel")
+def synth_channel(
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    rows: int = typer.Option(6000, min=600, help="Rows, one per minute."),
+    anomaly_at: int | None = typer.Option(5400, help="Row where a heater-stuck anomaly starts (none: -1)."),
+    seed: int = typer.Option(11),
+) -> None:
+    """Write one channel in engineering units (a radiator temperature in kelvin, heater and eclipse
+    flags) as a CSV, for trying the onboarding path of docs/ONBOARDING.md."""
+    spec = EngineeringChannel(rows, None if anomaly_at is None or anomaly_at < 0 else anomaly_at, seed=seed)
+    write_engineering_csv(out, spec)
+    where = (
+        f", anomaly at rows {spec.anomaly_start}-{spec.anomaly_start + spec.anomaly_rows - 1}"
+        if spec.anomaly_start is not None
+        else ""
+    )
+    console.print(f"wrote {rows} rows ({', '.join(spec.COLUMNS)}) to {out}{where}")
 
 
 @app.command()
