@@ -192,6 +192,8 @@ def pipeline(stack: Settings, reference_models: tuple[str, ...], tmp_path: Path)
         "TMSTREAM_KAFKA_ANOMALIES_TOPIC": f"anomalies.r{run_id}",
         "TMSTREAM_KAFKA_DEADLETTER_TOPIC": f"deadletter.r{run_id}",
         "TMSTREAM_KAFKA_STATE_TOPIC": f"tmstream.worker-state.r{run_id}",
+        "TMSTREAM_KAFKA_CHANNELS_TOPIC": f"tmstream.channels.r{run_id}",
+        "TMSTREAM_KAFKA_SHADOW_TOPIC": f"anomalies.shadow.r{run_id}",
         "TMSTREAM_WORKER_GROUP": f"tmstream-worker-r{run_id}",
         "TMSTREAM_REDIS_URL": f"redis://127.0.0.1:{stack.redis.port}/{redis_db}",
     }
