@@ -64,5 +64,9 @@ def test_channels_add_then_list(stack: Settings, tmp_path: Path, topic_name: str
     assert channels["X-1"]["topic"] == topic_name
     assert channels["X-1"]["features"] == 25 and channels["X-1"]["source"] == "registry"
     assert channels["P-1"]["topic"] == "telemetry.smap.P-1"
-    assert set(channels["P-1"]) == {"channel", "spacecraft", "features", "topic", "source", "champion"}
+    assert set(channels["P-1"]) == {
+        "channel", "spacecraft", "features", "topic", "source", "champion",
+        "value_column", "subsystem", "units", "values",
+    }  # fmt: skip
+    assert channels["P-1"]["value_column"] == 0 and channels["P-1"]["values"] == "prescaled"
     assert channels["X-1"]["champion"] in (False, None)
